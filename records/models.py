@@ -1,1 +1,142 @@
-"""Tables of this package."""
+"""Tables of this package: data subjects, their data keys, personal-data records, business events.
+
+Nothing here holds personal data in clear: identity attributes and payloads are ciphertexts
+(`records.crypto`), and look-up goes through truncated keyed blind indexes that match a few
+subjects, never exactly one.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Uuid
+from sqlmodel import Column, Field, SQLModel
+
+from records.db import UTCDateTime
+
+
+class RecordStatus(enum.StrEnum):
+    active = "active"
+    handed_over = "handed_over"
+    anonymised = "anonymised"
+    review = "review"
+
+
+class DueAction(enum.StrEnum):
+    delete = "delete"
+    anonymise = "anonymise"
+    review = "review"
+    handover = "handover"
+    keep = "keep"
+
+
+class Subject(SQLModel, table=True):
+    """A data subject: a random UUID (never derived from personal data) and encrypted identity."""
+
+    __tablename__ = "subject"
+    __table_args__ = (
+        Index("ix_subject_email_index", "email_index"),
+        Index("ix_subject_external_id_index", "external_id_index"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid(), primary_key=True))
+    # JSON {"email","name","external_id","attributes"} encrypted under the subject's data key.
+    identity: bytes | None = Field(default=None, sa_column=Column(LargeBinary(), nullable=True))
+    # Truncated HMAC buckets (see `Keyring.blind_index`); NULL once the subject is erased.
+    email_index: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    external_id_index: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    erased_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class DataKey(SQLModel, table=True):
+    """The subject's AES-256 data key, wrapped by a key-encryption-key epoch.
+
+    Crypto-shredding sets `wrapped_key` to NULL and `destroyed_at`: the row stays so that a
+    decryption attempt says "key destroyed" rather than "unknown key".
+    """
+
+    __tablename__ = "data_key"
+    __table_args__ = (Index("ix_data_key_kek_epoch", "kek_epoch"),)
+
+    # The key id carried in every ciphertext made with this key.
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid(), primary_key=True))
+    subject_id: uuid.UUID = Field(
+        sa_column=Column(
+            Uuid(), ForeignKey("subject.id", ondelete="CASCADE"), nullable=False, unique=True
+        )
+    )
+    wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary(), nullable=True))
+    kek_epoch: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    rewrapped_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    destroyed_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+
+
+class PersonalRecord(SQLModel, table=True):
+    """One piece of governed personal data, bound to a processing record and a data category.
+
+    `due_at` is materialized when the rule's trigger has happened (DESIGN §5.3) and indexed with
+    `id` so disposition runs page through what is due by keyset, never by scanning the table.
+    """
+
+    __tablename__ = "personal_record"
+    __table_args__ = (
+        Index("ix_personal_record_due_at_id", "due_at", "id"),
+        Index("ix_personal_record_context", "context"),
+        Index("ix_personal_record_subject_id", "subject_id"),
+        Index("ix_personal_record_policy", "policy"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid(), primary_key=True))
+    subject_id: uuid.UUID = Field(
+        sa_column=Column(Uuid(), ForeignKey("subject.id"), nullable=False)
+    )
+    policy: str = Field(sa_column=Column(String(100), nullable=False))
+    policy_version: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    category: str = Field(sa_column=Column(String(100), nullable=False))
+    subject_category: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    context: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    outcome: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    source: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    collected_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    payload: bytes | None = Field(default=None, sa_column=Column(LargeBinary(), nullable=True))
+    payload_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    due_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    rule_id: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    rule_version: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    action: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))
+    handover_to: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    status: str = Field(
+        default=RecordStatus.active.value, sa_column=Column(String(20), nullable=False)
+    )
+    restricted_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    restriction_ground: str | None = Field(
+        default=None, sa_column=Column(String(100), nullable=True)
+    )
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class BusinessEvent(SQLModel, table=True):
+    """Something that happened in a source system (`call.closed` for a context at a time)."""
+
+    __tablename__ = "business_event"
+    __table_args__ = (Index("ix_business_event_type_context", "type", "context"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid(), primary_key=True))
+    type: str = Field(sa_column=Column(String(100), nullable=False))
+    context: str = Field(sa_column=Column(String(200), nullable=False))
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    recorded_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    actor: str = Field(sa_column=Column(String(100), nullable=False))
+    affected_records: int = Field(default=0, sa_column=Column(Integer(), nullable=False))

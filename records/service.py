@@ -1,0 +1,659 @@
+"""Store, encrypt, find and delete subjects and their records. No policy, no audit: the use-cases
+that also compute due dates and write the audit trail live in `retention.ingest`.
+
+Everything takes the caller's session and never commits (STYLE: commit once at the boundary).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import bindparam, func, select, update
+from sqlmodel import Session, col
+
+from records.crypto import (
+    Binding,
+    KeyDestroyedError,
+    Keyring,
+    UnknownKeyError,
+    key_id_of,
+    open_sealed,
+    seal,
+)
+from records.errors import ConflictError, InvalidInputError, NotFoundError
+from records.models import BusinessEvent, DataKey, PersonalRecord, RecordStatus, Subject
+
+log = structlog.get_logger(__name__)
+
+EMAIL = "email"
+EXTERNAL_ID = "external_id"
+
+
+class SubjectNotFoundError(NotFoundError):
+    code = "subject-not-found"
+    title = "Subject not found"
+
+
+class RecordNotFoundError(NotFoundError):
+    code = "record-not-found"
+    title = "Record not found"
+
+
+class RecordConflictError(ConflictError):
+    code = "record-conflict"
+    title = "Record id already used with another body"
+
+
+class SubjectErasedError(ConflictError):
+    code = "subject-erased"
+    title = "Subject erased"
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def canonical_json(value: Any) -> bytes:
+    """One byte string per value: sorted keys, no spaces, UTF-8 (for MACs and fingerprints)."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()
+
+
+@dataclass(frozen=True)
+class Identity:
+    email: str
+    name: str | None = None
+    external_id: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "email": self.email,
+            "name": self.name,
+            "external_id": self.external_id,
+            "attributes": self.attributes,
+        }
+
+
+@dataclass(frozen=True)
+class Due:
+    """What the policy evaluation decided for a record; `due_at` None while untriggered."""
+
+    due_at: datetime | None = None
+    rule_id: str | None = None
+    rule_version: int | None = None
+    action: str | None = None
+    handover_to: str | None = None
+
+
+# --- data keys ---------------------------------------------------------------------------------
+
+
+class KeyCache:
+    """Unwrapped data keys by subject, for the length of one unit of work or batch."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+        self._keys: dict[uuid.UUID, tuple[uuid.UUID, bytes]] = {}
+
+    def put(self, subject_id: uuid.UUID, key_id: uuid.UUID, data_key: bytes) -> None:
+        self._keys[subject_id] = (key_id, data_key)
+
+    def get(self, session: Session, subject_id: uuid.UUID) -> tuple[uuid.UUID, bytes]:
+        cached = self._keys.get(subject_id)
+        if cached is not None:
+            return cached
+        key = session.scalars(select(DataKey).where(col(DataKey.subject_id) == subject_id)).first()
+        if key is None:
+            raise UnknownKeyError(f"subject {subject_id} has no data key")
+        if key.wrapped_key is None or key.kek_epoch is None:
+            raise KeyDestroyedError(f"the data key of subject {subject_id} was destroyed")
+        plain = self.keyring.unwrap(
+            key.wrapped_key, epoch=key.kek_epoch, key_id=key.id, subject_id=subject_id
+        )
+        self._keys[subject_id] = (key.id, plain)
+        return key.id, plain
+
+    def forget(self, subject_id: uuid.UUID) -> None:
+        self._keys.pop(subject_id, None)
+
+
+def _new_data_key(keyring: Keyring, subject_id: uuid.UUID, now: datetime) -> tuple[DataKey, bytes]:
+    plain = keyring.new_data_key()
+    key_id = uuid.uuid4()
+    epoch, wrapped = keyring.wrap(plain, key_id=key_id, subject_id=subject_id)
+    row = DataKey(
+        id=key_id, subject_id=subject_id, wrapped_key=wrapped, kek_epoch=epoch, created_at=now
+    )
+    return row, plain
+
+
+# --- subjects ----------------------------------------------------------------------------------
+
+
+def build_subject(
+    keyring: Keyring,
+    *,
+    email: str,
+    name: str | None = None,
+    external_id: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    now: datetime,
+    subject_id: uuid.UUID | None = None,
+) -> tuple[Subject, DataKey, bytes]:
+    """A new subject, its data key row and the plain data key; nothing is added to a session."""
+    email_norm = normalise_email(email)
+    if not email_norm or "@" not in email_norm:
+        raise InvalidInputError("email: not an e-mail address")
+    sid = subject_id or uuid.uuid4()
+    key, plain = _new_data_key(keyring, sid, now)
+    identity = Identity(
+        email=email_norm, name=name, external_id=external_id, attributes=attributes or {}
+    )
+    subject = Subject(
+        id=sid,
+        identity=seal(
+            plain,
+            key.id,
+            canonical_json(identity.to_json()),
+            Binding("subject", sid, "identity", sid),
+        ),
+        email_index=keyring.blind_index(EMAIL, email_norm),
+        external_id_index=(
+            keyring.blind_index(EXTERNAL_ID, external_id.strip()) if external_id else None
+        ),
+        created_at=now,
+        updated_at=now,
+    )
+    return subject, key, plain
+
+
+def create_subject(
+    session: Session,
+    *,
+    keyring: Keyring,
+    email: str,
+    name: str | None = None,
+    external_id: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    now: datetime,
+    cache: KeyCache | None = None,
+) -> Subject:
+    subject, key, plain = build_subject(
+        keyring, email=email, name=name, external_id=external_id, attributes=attributes, now=now
+    )
+    session.add(subject)
+    session.flush()
+    session.add(key)
+    session.flush()
+    if cache is not None:
+        cache.put(subject.id, key.id, plain)
+    return subject
+
+
+def get_subject(session: Session, subject_id: uuid.UUID) -> Subject:
+    subject = session.get(Subject, subject_id)
+    if subject is None:
+        raise SubjectNotFoundError(f"no subject {subject_id}")
+    return subject
+
+
+def read_identity(
+    session: Session, *, keyring: Keyring, subject: Subject, cache: KeyCache | None = None
+) -> Identity:
+    if subject.identity is None:
+        raise KeyDestroyedError(f"subject {subject.id} was erased")
+    cache = cache or KeyCache(keyring)
+    key_id, plain = cache.get(session, subject.id)
+    raw = json.loads(
+        open_sealed(
+            plain, key_id, subject.identity, Binding("subject", subject.id, "identity", subject.id)
+        )
+    )
+    return Identity(
+        email=raw["email"],
+        name=raw.get("name"),
+        external_id=raw.get("external_id"),
+        attributes=raw.get("attributes") or {},
+    )
+
+
+def find_subjects(
+    session: Session,
+    *,
+    keyring: Keyring,
+    email: str | None = None,
+    external_id: str | None = None,
+) -> list[tuple[Subject, Identity]]:
+    """Subjects whose e-mail (or external id) is exactly this one.
+
+    The truncated blind index selects a few candidates; decrypting them decides.
+    """
+    if (email is None) == (external_id is None):
+        raise InvalidInputError("give exactly one of email or external_id")
+    if email is not None:
+        wanted = normalise_email(email)
+        bucket = keyring.blind_index(EMAIL, wanted)
+        column = col(Subject.email_index)
+    else:
+        assert external_id is not None
+        wanted = external_id.strip()
+        bucket = keyring.blind_index(EXTERNAL_ID, wanted)
+        column = col(Subject.external_id_index)
+    candidates = session.scalars(
+        select(Subject)
+        .where(column == bucket, col(Subject.erased_at).is_(None))
+        .order_by(col(Subject.created_at), col(Subject.id))
+    ).all()
+    cache = KeyCache(keyring)
+    found: list[tuple[Subject, Identity]] = []
+    for subject in candidates:
+        identity = read_identity(session, keyring=keyring, subject=subject, cache=cache)
+        value = identity.email if email is not None else identity.external_id
+        if value == wanted:
+            found.append((subject, identity))
+    return found
+
+
+def destroy_subject_key(session: Session, *, subject_id: uuid.UUID, now: datetime) -> DataKey:
+    """Crypto-shred a subject: its data key, identity ciphertext and blind indexes go.
+
+    Every payload encrypted under the key becomes unreadable at once; older database copies
+    stay readable only until the KEK epoch that wrapped the key is destroyed.
+    """
+    subject = get_subject(session, subject_id)
+    key = session.scalars(select(DataKey).where(col(DataKey.subject_id) == subject_id)).first()
+    if key is None:
+        raise UnknownKeyError(f"subject {subject_id} has no data key")
+    key.wrapped_key = None
+    key.kek_epoch = None
+    if key.destroyed_at is None:
+        key.destroyed_at = now
+    subject.identity = None
+    subject.email_index = None
+    subject.external_id_index = None
+    if subject.erased_at is None:
+        subject.erased_at = now
+    subject.updated_at = now
+    session.add(key)
+    session.add(subject)
+    session.flush()
+    log.info("records.key.destroyed", subject_id=str(subject_id), key_id=str(key.id))
+    return key
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+def record_fingerprint(keyring: Keyring, body: dict[str, Any]) -> str:
+    """A keyed hash of the canonical body: same id + same body is a replay, else a conflict.
+
+    Keyed so that the stored hash says nothing about a low-entropy payload.
+    """
+    return keyring.payload_mac(canonical_json(body))
+
+
+def payload_binding(record_id: uuid.UUID, subject_id: uuid.UUID) -> Binding:
+    return Binding("personal_record", record_id, "payload", subject_id)
+
+
+def build_record(
+    *,
+    record_id: uuid.UUID,
+    subject_id: uuid.UUID,
+    key_id: uuid.UUID,
+    data_key: bytes,
+    policy: str,
+    policy_version: int | None,
+    category: str,
+    collected_at: datetime,
+    payload: dict[str, Any],
+    payload_hash: str,
+    due: Due,
+    now: datetime,
+    subject_category: str | None = None,
+    context: str | None = None,
+    outcome: str | None = None,
+    source: str | None = None,
+) -> PersonalRecord:
+    return PersonalRecord(
+        id=record_id,
+        subject_id=subject_id,
+        policy=policy,
+        policy_version=policy_version,
+        category=category,
+        subject_category=subject_category,
+        context=context,
+        outcome=outcome,
+        source=source,
+        collected_at=collected_at,
+        payload=seal(
+            data_key, key_id, canonical_json(payload), payload_binding(record_id, subject_id)
+        ),
+        payload_hash=payload_hash,
+        due_at=due.due_at,
+        rule_id=due.rule_id,
+        rule_version=due.rule_version,
+        action=due.action,
+        handover_to=due.handover_to,
+        status=RecordStatus.active.value,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def put_record(
+    session: Session,
+    *,
+    keyring: Keyring,
+    subject_id: uuid.UUID,
+    policy: str,
+    policy_version: int | None,
+    category: str,
+    collected_at: datetime,
+    payload: dict[str, Any],
+    payload_hash: str,
+    due: Due,
+    now: datetime,
+    record_id: uuid.UUID | None = None,
+    subject_category: str | None = None,
+    context: str | None = None,
+    outcome: str | None = None,
+    source: str | None = None,
+    cache: KeyCache | None = None,
+) -> tuple[PersonalRecord, bool]:
+    """Store a record; returns (record, created). A replayed id with the same body returns the
+    stored record (created False); with another body it is a conflict."""
+    if record_id is not None:
+        existing = session.get(PersonalRecord, record_id)
+        if existing is not None:
+            if existing.payload_hash != payload_hash:
+                raise RecordConflictError(f"record {record_id} exists with another body")
+            return existing, False
+    subject = get_subject(session, subject_id)
+    if subject.erased_at is not None:
+        raise SubjectErasedError(f"subject {subject_id} is erased; no new data may be stored")
+    cache = cache or KeyCache(keyring)
+    key_id, plain = cache.get(session, subject_id)
+    record = build_record(
+        record_id=record_id or uuid.uuid4(),
+        subject_id=subject_id,
+        key_id=key_id,
+        data_key=plain,
+        policy=policy,
+        policy_version=policy_version,
+        category=category,
+        collected_at=collected_at,
+        payload=payload,
+        payload_hash=payload_hash,
+        due=due,
+        now=now,
+        subject_category=subject_category,
+        context=context,
+        outcome=outcome,
+        source=source,
+    )
+    session.add(record)
+    session.flush()
+    return record, True
+
+
+def get_record(session: Session, record_id: uuid.UUID) -> PersonalRecord:
+    record = session.get(PersonalRecord, record_id)
+    if record is None:
+        raise RecordNotFoundError(f"no record {record_id}")
+    return record
+
+
+def decrypt_payload(
+    session: Session,
+    *,
+    keyring: Keyring,
+    record: PersonalRecord,
+    cache: KeyCache | None = None,
+) -> dict[str, Any]:
+    if record.payload is None:
+        raise KeyDestroyedError(f"the payload of record {record.id} was erased")
+    cache = cache or KeyCache(keyring)
+    key_id, plain = cache.get(session, record.subject_id)
+    data: dict[str, Any] = json.loads(
+        open_sealed(plain, key_id, record.payload, payload_binding(record.id, record.subject_id))
+    )
+    return data
+
+
+def records_of_subject(session: Session, subject_id: uuid.UUID) -> list[PersonalRecord]:
+    return list(
+        session.scalars(
+            select(PersonalRecord)
+            .where(col(PersonalRecord.subject_id) == subject_id)
+            .order_by(col(PersonalRecord.collected_at), col(PersonalRecord.id))
+        ).all()
+    )
+
+
+def iter_record_batches(
+    session: Session,
+    *,
+    context: str | None = None,
+    subject_id: uuid.UUID | None = None,
+    policy: str | None = None,
+    batch_size: int = 1000,
+) -> Iterator[list[PersonalRecord]]:
+    """Records matching the filters, in id order, `batch_size` at a time (keyset pagination).
+
+    Each batch is expunged from the session before the next one is read, so memory stays flat
+    however many records match; flush your changes to a batch before asking for the next.
+    """
+    last: uuid.UUID | None = None
+    while True:
+        stmt = select(PersonalRecord)
+        if context is not None:
+            stmt = stmt.where(col(PersonalRecord.context) == context)
+        if subject_id is not None:
+            stmt = stmt.where(col(PersonalRecord.subject_id) == subject_id)
+        if policy is not None:
+            stmt = stmt.where(col(PersonalRecord.policy) == policy)
+        if last is not None:
+            stmt = stmt.where(col(PersonalRecord.id) > last)
+        stmt = stmt.order_by(col(PersonalRecord.id)).limit(batch_size)
+        batch = list(session.scalars(stmt).all())
+        if not batch:
+            return
+        yield batch
+        session.flush()
+        for record in batch:
+            session.expunge(record)
+        last = batch[-1].id
+        if len(batch) < batch_size:
+            return
+
+
+def set_due_many(
+    session: Session, updates: Sequence[tuple[uuid.UUID, Due]], *, now: datetime
+) -> int:
+    """Write due fields of many records in one executemany."""
+    if not updates:
+        return 0
+    table = PersonalRecord.__table__  # type: ignore[attr-defined]
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            due_at=bindparam("b_due_at"),
+            rule_id=bindparam("b_rule_id"),
+            rule_version=bindparam("b_rule_version"),
+            action=bindparam("b_action"),
+            handover_to=bindparam("b_handover_to"),
+            updated_at=bindparam("b_updated_at"),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.connection().execute(
+        stmt,
+        [
+            {
+                "b_id": record_id,
+                "b_due_at": due.due_at,
+                "b_rule_id": due.rule_id,
+                "b_rule_version": due.rule_version,
+                "b_action": due.action,
+                "b_handover_to": due.handover_to,
+                "b_updated_at": now,
+            }
+            for record_id, due in updates
+        ],
+    )
+    return len(updates)
+
+
+def delete_record(session: Session, *, record_id: uuid.UUID) -> None:
+    record = get_record(session, record_id)
+    session.delete(record)
+    session.flush()
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+def add_event(
+    session: Session,
+    *,
+    type: str,
+    context: str,
+    occurred_at: datetime,
+    actor: str,
+    now: datetime,
+) -> BusinessEvent:
+    if occurred_at.tzinfo is None:
+        raise InvalidInputError("occurred_at: a timestamp with an offset is required")
+    event = BusinessEvent(
+        type=type, context=context, occurred_at=occurred_at, recorded_at=now, actor=actor
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def latest_event(session: Session, *, type: str, context: str) -> BusinessEvent | None:
+    """The event currently in force for (type, context): the last one recorded (a correction is
+    a new event)."""
+    return session.scalars(
+        select(BusinessEvent)
+        .where(col(BusinessEvent.type) == type, col(BusinessEvent.context) == context)
+        .order_by(col(BusinessEvent.recorded_at).desc(), col(BusinessEvent.id).desc())
+        .limit(1)
+    ).first()
+
+
+def events_for_context(session: Session, context: str) -> list[BusinessEvent]:
+    return list(
+        session.scalars(
+            select(BusinessEvent)
+            .where(col(BusinessEvent.context) == context)
+            .order_by(col(BusinessEvent.recorded_at), col(BusinessEvent.id))
+        ).all()
+    )
+
+
+# --- key-encryption-key epochs -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RewrapResult:
+    epoch: int
+    rewrapped: int
+    last_id: uuid.UUID | None
+
+
+def rewrap_batch(
+    session: Session,
+    *,
+    keyring: Keyring,
+    now: datetime,
+    after: uuid.UUID | None = None,
+    batch_size: int = 1000,
+) -> RewrapResult:
+    """Rewrap up to `batch_size` live data keys not yet under the current epoch.
+
+    Call in a loop (one transaction per batch) until `rewrapped` is 0: resumable after a crash.
+    """
+    epoch = keyring.current_epoch
+    stmt = (
+        select(DataKey)
+        .where(col(DataKey.wrapped_key).is_not(None), col(DataKey.kek_epoch) != epoch)
+        .order_by(col(DataKey.id))
+        .limit(batch_size)
+    )
+    if after is not None:
+        stmt = stmt.where(col(DataKey.id) > after)
+    keys = list(session.scalars(stmt).all())
+    last: uuid.UUID | None = None
+    for key in keys:
+        assert key.wrapped_key is not None and key.kek_epoch is not None
+        plain = keyring.unwrap(
+            key.wrapped_key, epoch=key.kek_epoch, key_id=key.id, subject_id=key.subject_id
+        )
+        new_epoch, wrapped = keyring.wrap(plain, key_id=key.id, subject_id=key.subject_id)
+        key.wrapped_key = wrapped
+        key.kek_epoch = new_epoch
+        key.rewrapped_at = now
+        session.add(key)
+        last = key.id
+    session.flush()
+    for key in keys:
+        session.expunge(key)
+    return RewrapResult(epoch=epoch, rewrapped=len(keys), last_id=last)
+
+
+def epochs_in_use(session: Session) -> set[int]:
+    rows = session.execute(
+        select(col(DataKey.kek_epoch))
+        .where(col(DataKey.wrapped_key).is_not(None))
+        .group_by(col(DataKey.kek_epoch))
+    ).all()
+    return {int(r[0]) for r in rows if r[0] is not None}
+
+
+def destroy_expired_epochs(
+    session: Session, *, keyring: Keyring, now: datetime, backup_window: timedelta
+) -> list[int]:
+    """Destroy retired KEK epochs past the backup window that no live data key still uses."""
+    return keyring.destroy_expired(
+        now=now, backup_window=backup_window, in_use=epochs_in_use(session)
+    )
+
+
+def count_live_keys(session: Session) -> int:
+    return int(
+        session.execute(
+            select(func.count()).select_from(DataKey).where(col(DataKey.wrapped_key).is_not(None))
+        ).scalar_one()
+    )
+
+
+def subjects_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Subject]:
+    wanted = list(ids)
+    if not wanted:
+        return {}
+    rows = session.scalars(select(Subject).where(col(Subject.id).in_(wanted))).all()
+    return {s.id: s for s in rows}
+
+
+__all__ = [
+    "Due",
+    "Identity",
+    "KeyCache",
+    "RecordConflictError",
+    "RecordNotFoundError",
+    "SubjectErasedError",
+    "SubjectNotFoundError",
+    "key_id_of",
+]
