@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 
 from lethe.settings import Settings
+from records.crypto import Keyring
 
 
 @dataclass
@@ -52,4 +53,5 @@ def build_wiring(
     """Build the domain objects. `scheduler`: also run the scheduled jobs in this process."""
     wiring = Wiring(settings=settings, engine=engine, registry=registry)
     # Each domain adds what it needs below, in layer order (records first).
+    wiring.state["keyring"] = Keyring.load_or_create(settings.effective_kek_file)
     return wiring
