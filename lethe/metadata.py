@@ -8,6 +8,7 @@ from sqlmodel import SQLModel
 
 def target_metadata() -> MetaData:
     # Imported for their side effect: each models module registers its tables.
+    import dsr.models  # noqa: F401
     import retention.models  # noqa: F401
 
     return SQLModel.metadata
