@@ -83,6 +83,9 @@ class Settings(BaseSettings):
         10, description="Public requests per hour per client address and per e-mail."
     )
     package_token_minutes: int = Field(60, description="Minutes a package download link lives.")
+    calendar_timezone: str = Field(
+        "Europe/Brussels", description="Time zone of the institution calendar (request deadlines)."
+    )
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -54,4 +55,56 @@ def build_wiring(
     wiring = Wiring(settings=settings, engine=engine, registry=registry)
     # Each domain adds what it needs below, in layer order (records first).
     wiring.state["keyring"] = Keyring.load_or_create(settings.effective_kek_file)
+    _wire_dsr(wiring)
     return wiring
+
+
+def _wire_dsr(wiring: Wiring) -> None:
+    """Data-subject requests: the notifier, the institution calendar, deadline gauges."""
+    from prometheus_client import Gauge
+
+    from dsr.deadlines import InstitutionCalendar, load_holidays
+    from dsr.notifier import build_notifier
+    from dsr.service import DsrConfig, deadline_counts
+    from records.db import new_session, utc_now
+
+    s = wiring.settings
+    notifier = build_notifier(
+        smtp_host=s.smtp_host,
+        smtp_port=s.smtp_port,
+        smtp_from=s.smtp_from,
+        smtp_username=s.smtp_username,
+        smtp_password=s.smtp_password,
+        smtp_tls=s.smtp_tls,
+    )
+    wiring.state["notifier"] = notifier
+    wiring.state["dsr"] = DsrConfig(
+        keyring=wiring.state["keyring"],
+        notifier=notifier,
+        calendar=InstitutionCalendar(
+            tz=s.calendar_timezone, holidays=load_holidays(s.holidays, s.holidays_file)
+        ),
+        otp_ttl=timedelta(minutes=s.otp_ttl_minutes),
+        otp_max_attempts=s.otp_max_attempts,
+        intake_rate_per_hour=s.intake_rate_per_hour,
+        package_token_ttl=timedelta(minutes=s.package_token_minutes),
+        public_base_url=s.public_base_url,
+    )
+    overdue = Gauge(
+        "lethe_dsr_requests_overdue",
+        "Open data-subject requests past their due date.",
+        registry=wiring.registry,
+    )
+    due_soon = Gauge(
+        "lethe_dsr_requests_due_soon",
+        "Open data-subject requests due within 7 days.",
+        registry=wiring.registry,
+    )
+
+    def refresh() -> None:
+        with new_session(wiring.engine) as session:
+            late, soon = deadline_counts(session, now=utc_now())
+        overdue.set(late)
+        due_soon.set(soon)
+
+    wiring.metric_refreshers.append(refresh)

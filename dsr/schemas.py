@@ -1,0 +1,115 @@
+"""API shapes of data-subject requests (API.md "Data-subject requests")."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+
+from dsr.models import RequestType
+
+
+class RejectionGround(enum.StrEnum):
+    manifestly_unfounded = "manifestly_unfounded"  # EUDPR Art. 14(5), GDPR Art. 12(5)
+    excessive = "excessive"  # EUDPR Art. 14(5), GDPR Art. 12(5)
+    art_25_restriction = "art_25_restriction"  # EUDPR Art. 25, GDPR Art. 23
+    identity_not_established = "identity_not_established"  # EUDPR Art. 14(6)
+
+
+class RequestCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: RequestType
+    email: EmailStr = Field(max_length=320)
+    details: str | None = Field(default=None, max_length=4000)
+    # rectification: {record_id: {field: new value}} or {field: new value} for every record
+    changes: dict[str, Any] | None = None
+    # staff intake only: the controller established the requester's identity otherwise
+    identity_verified: bool = False
+
+
+class RequestReceipt(BaseModel):
+    id: uuid.UUID
+    status: str
+    received_at: datetime
+    due_at: datetime
+
+
+class VerifyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=20)
+
+
+class StatusRead(BaseModel):
+    id: uuid.UUID
+    type: str
+    status: str
+    received_at: datetime
+    due_at: datetime
+    extended: bool
+    outcome: str | None
+    outcome_details: dict[str, Any] | None
+
+
+class NoticeRead(BaseModel):
+    recipient: str
+    channel: str | None
+    status: str
+    reason: str | None
+    record_count: int
+    created_at: datetime
+
+
+class RequestRead(BaseModel):
+    id: uuid.UUID
+    type: str
+    status: str
+    channel: str
+    subject_id: uuid.UUID | None
+    received_at: datetime
+    original_due_at: datetime
+    due_at: datetime
+    overdue: bool
+    extended_months: int | None
+    extension_reason: str | None
+    verified_at: datetime | None
+    outcome: str | None
+    outcome_details: dict[str, Any] | None
+    closed_at: datetime | None
+    notices: list[NoticeRead] = Field(default_factory=list)
+
+
+class ExtendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    months: Literal[1, 2]
+    reason: str = Field(min_length=3, max_length=2000)
+
+
+class RejectBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=3, max_length=2000)
+    ground: RejectionGround
+
+
+class ProcessBody(BaseModel):
+    """Optional: for an objection, the controller's assessment (`upheld`) once made."""
+
+    model_config = ConfigDict(extra="forbid")
+    upheld: bool | None = None
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class DisclosureCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    record_ids: list[uuid.UUID] = Field(min_length=1, max_length=10_000)
+    recipient: str = Field(min_length=1, max_length=200)
+    channel: Literal["email", "webhook"] | None = None
+    address: str | None = Field(default=None, max_length=500)
+    disclosed_at: AwareDatetime | None = None
+
+
+class DisclosureRead(BaseModel):
+    ids: list[uuid.UUID]

@@ -1,0 +1,584 @@
+"""Data-subject requests: intake, identity, deadlines, refusals (DESIGN §6).
+
+Identity first: until the requester proves control of the e-mail address with the one-time
+code, nothing about the subject leaves — not even whether the address is known. Intake answers
+alike for known and unknown addresses and sends the code to the address given, which is the
+address on file whenever there is one (look-up is by exact e-mail).
+
+The six rights are carried out in `dsr.rights`; this module owns the request's life cycle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, func, select
+from sqlmodel import Session
+
+from audit_log import service as audit
+from dsr import otp
+from dsr.deadlines import DUE_SOON_DAYS, InstitutionCalendar
+from dsr.errors import (
+    ExtensionRefusedError,
+    IntakeRateLimitedError,
+    InvalidRequestError,
+    RequestNotFoundError,
+    RequestStateError,
+    TooManyAttemptsError,
+    WrongCodeError,
+)
+from dsr.models import (
+    CLOSED_STATUSES,
+    DsrIntakeHit,
+    DsrRecipientNotice,
+    DsrRequest,
+    RequestStatus,
+    RequestType,
+)
+from dsr.notifier import Email, Notifier
+from records import crypto
+from records.crypto import Keyring
+from records.http import Actor
+
+log = structlog.get_logger(__name__)
+
+INTAKE_KEY_ID = uuid.uuid5(uuid.NAMESPACE_URL, "https://lethe.dev/keys/dsr-intake/1")
+RATE_WINDOW = timedelta(hours=1)
+
+EDPS_NOTE = (
+    "You have the right to lodge a complaint with the European Data Protection Supervisor "
+    "(edps@edps.europa.eu, https://www.edps.europa.eu) and to seek a judicial remedy before "
+    "the Court of Justice of the European Union (Regulation (EU) 2018/1725, Articles 63 and 64)."
+)
+
+
+@dataclass(frozen=True)
+class DsrConfig:
+    """What the request services need from the composition root (built in `lethe.wiring`)."""
+
+    keyring: Keyring
+    notifier: Notifier
+    calendar: InstitutionCalendar = field(default_factory=InstitutionCalendar)
+    otp_ttl: timedelta = timedelta(minutes=15)
+    otp_max_attempts: int = 5
+    intake_rate_per_hour: int = 10
+    package_token_ttl: timedelta = timedelta(minutes=60)
+    public_base_url: str = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What the requester wrote: sealed in the row, opened only to act on it or to answer."""
+
+    email: str
+    details: str | None = None
+    changes: dict[str, Any] | None = None
+
+
+# --- sealing --------------------------------------------------------------------------------
+
+
+def _binding(request_id: uuid.UUID) -> crypto.Binding:
+    return crypto.Binding(
+        table="dsr_request", row_id=request_id, column="intake_sealed", subject_id=request_id
+    )
+
+
+def seal_intake(keyring: Keyring, request_id: uuid.UUID, intake: Intake | None) -> bytes:
+    data = (
+        {}
+        if intake is None
+        else {"email": intake.email, "details": intake.details, "changes": intake.changes}
+    )
+    return crypto.seal(
+        keyring.purpose_key("dsr-intake/1"),
+        INTAKE_KEY_ID,
+        json.dumps(data, sort_keys=True).encode(),
+        _binding(request_id),
+    )
+
+
+def open_intake(keyring: Keyring, request: DsrRequest) -> Intake | None:
+    """The requester's words, or None once they were wiped after the final answer."""
+    raw = crypto.open_sealed(
+        keyring.purpose_key("dsr-intake/1"),
+        INTAKE_KEY_ID,
+        request.intake_sealed,
+        _binding(request.id),
+    )
+    data = json.loads(raw)
+    if not data:
+        return None
+    return Intake(email=data["email"], details=data.get("details"), changes=data.get("changes"))
+
+
+# --- rate limit -----------------------------------------------------------------------------
+
+
+def _bucket(keyring: Keyring, kind: str, value: str) -> str:
+    # Keyed with a purpose key: the stored bucket cannot be reversed by hashing guessed e-mails.
+    key = keyring.purpose_key("dsr-intake-rate/1")
+    return hmac.new(key, f"{kind}\x1f{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def _check_rate(
+    session: Session, config: DsrConfig, *, buckets: Sequence[str], now: datetime
+) -> None:
+    since = now - RATE_WINDOW
+    session.execute(
+        delete(DsrIntakeHit).where(
+            DsrIntakeHit.bucket.in_(buckets),  # type: ignore[attr-defined]
+            DsrIntakeHit.at < since,  # type: ignore[arg-type]
+        )
+    )
+    for bucket in buckets:
+        count = session.execute(
+            select(func.count())
+            .select_from(DsrIntakeHit)
+            .where(DsrIntakeHit.bucket == bucket, DsrIntakeHit.at >= since)  # type: ignore[arg-type]
+        ).scalar_one()
+        if count >= config.intake_rate_per_hour:
+            log.info("dsr.intake.rate_limited")
+            raise IntakeRateLimitedError("too many requests; try again later")
+    for bucket in buckets:
+        session.add(DsrIntakeHit(bucket=bucket, at=now))
+
+
+# --- intake ---------------------------------------------------------------------------------
+
+
+def _clean_changes(type_: RequestType, changes: dict[str, Any] | None) -> dict[str, Any] | None:
+    if type_ is RequestType.rectification:
+        if not changes:
+            raise InvalidRequestError("a rectification request needs `changes`")
+        return changes
+    if changes:
+        raise InvalidRequestError("`changes` is only for rectification requests")
+    return None
+
+
+def file_request(
+    session: Session,
+    *,
+    config: DsrConfig,
+    type: RequestType,
+    email: str,
+    details: str | None,
+    changes: dict[str, Any] | None,
+    actor: Actor | None,
+    client_address: str | None,
+    identity_verified: bool = False,
+    now: datetime,
+) -> DsrRequest:
+    """Receive a request: id, receipt time and due date at once; the code goes to the e-mail.
+
+    `actor` None is the public intake (rate-limited per client address and per e-mail); a
+    staff actor files on the subject's behalf and may record that identity was established.
+    """
+    from dsr import subjects  # the records adapter
+
+    changes = _clean_changes(type, changes)
+    email = email.strip()
+    if actor is None:
+        buckets = [_bucket(config.keyring, "mail", email.lower())]
+        if client_address:
+            buckets.append(_bucket(config.keyring, "addr", client_address))
+        _check_rate(session, config, buckets=buckets, now=now)
+
+    subject_id = subjects.find_subject_id(session, config.keyring, email)
+    request = DsrRequest(
+        id=uuid.uuid4(),
+        type=type.value,
+        status=RequestStatus.awaiting_identity.value,
+        channel="public" if actor is None else "staff",
+        subject_id=subject_id,
+        intake_sealed=b"",
+        received_at=now,
+        original_due_at=config.calendar.due(now),
+        due_at=config.calendar.due(now),
+        created_by=actor.ref if actor else "public",
+    )
+    request.intake_sealed = seal_intake(
+        config.keyring, request.id, Intake(email=email, details=details, changes=changes)
+    )
+    code: str | None = None
+    if actor is not None and identity_verified:
+        request.status = RequestStatus.verified.value
+        request.verified_at = now
+    else:
+        code = otp.new_code()
+        request.otp_salt = otp.new_salt()
+        request.otp_hash = otp.digest(code, request.otp_salt)
+        request.otp_expires_at = now + config.otp_ttl
+    session.add(request)
+    session.flush()
+    audit.append(
+        session,
+        action="dsr.request.received",
+        actor=request.created_by,
+        now=now,
+        subject_id=subject_id,
+        target=f"dsr_request:{request.id}",
+        details={
+            "type": request.type,
+            "channel": request.channel,
+            "due_at": audit.format_time(request.due_at),
+            "subject_known": subject_id is not None,
+        },
+    )
+    if request.verified_at is not None:
+        audit.append(
+            session,
+            action="dsr.request.verified",
+            actor=request.created_by,
+            now=now,
+            subject_id=subject_id,
+            target=f"dsr_request:{request.id}",
+            details={"method": "staff"},
+        )
+    if code is not None:
+        minutes = int(config.otp_ttl.total_seconds() // 60)
+        config.notifier.send_email(
+            session,
+            Email(
+                to=email,
+                subject="Your data-protection request: confirmation code",
+                body=(
+                    f"We received your {type.value} request (reference {request.id}).\n\n"
+                    f"Your confirmation code is {code}. It is valid for {minutes} minutes.\n"
+                    "Enter it to confirm that this request is yours. If you did not make this "
+                    "request, ignore this message.\n"
+                ),
+                request_id=request.id,
+            ),
+            now=now,
+        )
+    log.info("dsr.request.received", request_id=str(request.id), type=request.type)
+    return request
+
+
+# --- identity -------------------------------------------------------------------------------
+
+
+def get_request(session: Session, request_id: uuid.UUID) -> DsrRequest:
+    request = session.get(DsrRequest, request_id)
+    if request is None:
+        raise RequestNotFoundError(f"no request {request_id}")
+    return request
+
+
+def verify(
+    session: Session, *, config: DsrConfig, request_id: uuid.UUID, code: str, now: datetime
+) -> DsrRequest:
+    """Check the code. A wrong or expired code counts an attempt; the count must be committed
+    even though the caller answers with an error, so failures are *returned* via
+    `CodeCheckFailed` by `check_code` and raised by the route after the commit."""
+    request = get_request(session, request_id)
+    if request.status != RequestStatus.awaiting_identity.value:
+        # Verified already: the same code answers again, any other is refused.
+        check_code(session, config=config, request=request, code=code, now=now, expire=False)
+        return request
+    check_code(session, config=config, request=request, code=code, now=now, expire=True)
+    request.status = RequestStatus.verified.value
+    request.verified_at = now
+    request.otp_attempts = 0
+    session.add(request)
+    audit.append(
+        session,
+        action="dsr.request.verified",
+        actor=f"subject:{request.subject_id}" if request.subject_id else "requester",
+        now=now,
+        subject_id=request.subject_id,
+        target=f"dsr_request:{request.id}",
+        details={"method": "one_time_code"},
+    )
+    log.info("dsr.request.verified", request_id=str(request.id))
+    return request
+
+
+class CodeCheckFailed(Exception):
+    """Carries the error to raise once the failed attempt has been committed."""
+
+    def __init__(self, error: WrongCodeError | TooManyAttemptsError) -> None:
+        super().__init__(error.detail)
+        self.error = error
+
+
+def check_code(
+    session: Session,
+    *,
+    config: DsrConfig,
+    request: DsrRequest,
+    code: str,
+    now: datetime,
+    expire: bool,
+) -> None:
+    if request.otp_attempts >= config.otp_max_attempts:
+        raise CodeCheckFailed(
+            TooManyAttemptsError("too many wrong codes for this request; file a new request")
+        )
+    expired = expire and request.otp_expires_at is not None and now >= request.otp_expires_at
+    if not expired and otp.matches(code, request.otp_salt, request.otp_hash):
+        return
+    request.otp_attempts += 1
+    session.add(request)
+    audit.append(
+        session,
+        action="dsr.request.code_refused",
+        actor="requester",
+        now=now,
+        subject_id=request.subject_id,
+        target=f"dsr_request:{request.id}",
+        details={"attempt": request.otp_attempts, "expired": expired},
+    )
+    log.info("dsr.request.code_refused", request_id=str(request.id), attempt=request.otp_attempts)
+    if request.otp_attempts >= config.otp_max_attempts:
+        raise CodeCheckFailed(
+            TooManyAttemptsError("too many wrong codes for this request; file a new request")
+        )
+    raise CodeCheckFailed(WrongCodeError("the code is wrong or has expired"))
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def is_open(request: DsrRequest) -> bool:
+    return request.status not in CLOSED_STATUSES
+
+
+def is_overdue(request: DsrRequest, now: datetime) -> bool:
+    return is_open(request) and request.due_at <= now
+
+
+def list_requests(
+    session: Session,
+    *,
+    status: str | None = None,
+    type: str | None = None,
+    overdue: bool = False,
+    now: datetime,
+    limit: int = 500,
+) -> list[DsrRequest]:
+    query = select(DsrRequest)
+    if status:
+        query = query.where(DsrRequest.status == status)  # type: ignore[arg-type]
+    if type:
+        query = query.where(DsrRequest.type == type)  # type: ignore[arg-type]
+    if overdue:
+        query = query.where(
+            DsrRequest.due_at <= now,  # type: ignore[arg-type]
+            DsrRequest.status.not_in([s.value for s in CLOSED_STATUSES]),  # type: ignore[attr-defined]
+        )
+    query = query.order_by(DsrRequest.due_at, DsrRequest.id).limit(limit)  # type: ignore[arg-type]
+    return list(session.execute(query).scalars())
+
+
+def deadline_counts(session: Session, *, now: datetime) -> tuple[int, int]:
+    """(overdue, due within 7 days) among open requests."""
+    open_ = DsrRequest.status.not_in([s.value for s in CLOSED_STATUSES])  # type: ignore[attr-defined]
+    overdue = session.execute(
+        select(func.count()).select_from(DsrRequest).where(open_, DsrRequest.due_at <= now)  # type: ignore[arg-type]
+    ).scalar_one()
+    soon = session.execute(
+        select(func.count())
+        .select_from(DsrRequest)
+        .where(
+            open_,
+            DsrRequest.due_at > now,  # type: ignore[arg-type]
+            DsrRequest.due_at <= now + timedelta(days=DUE_SOON_DAYS),  # type: ignore[arg-type]
+        )
+    ).scalar_one()
+    return int(overdue), int(soon)
+
+
+def notices_of(session: Session, request_id: uuid.UUID) -> list[DsrRecipientNotice]:
+    return list(
+        session.execute(
+            select(DsrRecipientNotice)
+            .where(DsrRecipientNotice.request_id == request_id)  # type: ignore[arg-type]
+            .order_by(DsrRecipientNotice.created_at, DsrRecipientNotice.recipient)  # type: ignore[arg-type]
+        ).scalars()
+    )
+
+
+# --- telling the subject --------------------------------------------------------------------
+
+
+def subject_address(session: Session, config: DsrConfig, request: DsrRequest) -> str | None:
+    """Where to write to the requester: the address they gave, or the one on file."""
+    from dsr import subjects
+
+    intake = open_intake(config.keyring, request)
+    if intake is not None:
+        return intake.email
+    if request.subject_id is not None:
+        return subjects.email_on_file(session, config.keyring, request.subject_id)
+    return None
+
+
+def tell_subject(
+    session: Session,
+    *,
+    config: DsrConfig,
+    request: DsrRequest,
+    subject: str,
+    body: str,
+    now: datetime,
+) -> bool:
+    to = subject_address(session, config, request)
+    if to is None:
+        log.warning("dsr.subject.unreachable", request_id=str(request.id))
+        return False
+    config.notifier.send_email(
+        session, Email(to=to, subject=subject, body=body, request_id=request.id), now=now
+    )
+    return True
+
+
+# --- deadlines ------------------------------------------------------------------------------
+
+
+def extend(
+    session: Session,
+    *,
+    config: DsrConfig,
+    request_id: uuid.UUID,
+    months: int,
+    reason: str,
+    actor: Actor,
+    now: datetime,
+) -> DsrRequest:
+    """One extension by one or two months (EUDPR Art. 14(3)), only before the original
+    deadline, with reasons; the subject is told."""
+    if months not in (1, 2):
+        raise InvalidRequestError("an extension is of one or two months")
+    request = get_request(session, request_id)
+    if not is_open(request):
+        raise RequestStateError("the request is closed")
+    if request.extended_months is not None:
+        raise ExtensionRefusedError("the request was already extended once")
+    if now >= request.original_due_at:
+        raise ExtensionRefusedError(
+            "the original deadline has passed; it can no longer be extended"
+        )
+    request.extended_months = months
+    request.extension_reason = reason
+    request.extended_at = now
+    request.due_at = config.calendar.due(request.received_at, months=1 + months)
+    session.add(request)
+    audit.append(
+        session,
+        action="dsr.request.extended",
+        actor=actor.ref,
+        now=now,
+        subject_id=request.subject_id,
+        target=f"dsr_request:{request.id}",
+        details={"months": months, "due_at": audit.format_time(request.due_at)},
+    )
+    tell_subject(
+        session,
+        config=config,
+        request=request,
+        subject="Your data-protection request: extended deadline",
+        body=(
+            f"The time to answer your request {request.id} is extended by {months} "
+            f"month(s). The new deadline is {request.due_at.date().isoformat()} "
+            f"({request.due_at.isoformat()}).\n\nReason: {reason}\n\n{EDPS_NOTE}\n"
+        ),
+        now=now,
+    )
+    return request
+
+
+# --- closing --------------------------------------------------------------------------------
+
+
+def close(
+    session: Session,
+    *,
+    config: DsrConfig,
+    request: DsrRequest,
+    outcome: RequestStatus,
+    details: dict[str, Any],
+    actor: Actor,
+    message_subject: str,
+    message: str,
+    now: datetime,
+) -> DsrRequest:
+    """Record the outcome, tell the subject, wipe what they wrote, audit, checkpoint-worthy."""
+    request.status = outcome.value
+    request.outcome = outcome.value
+    request.outcome_details = details
+    request.closed_at = now
+    tell_subject(
+        session, config=config, request=request, subject=message_subject, body=message, now=now
+    )
+    # Data minimisation: the requester's words are not needed once answered.
+    request.intake_sealed = seal_intake(config.keyring, request.id, None)
+    session.add(request)
+    audit.append(
+        session,
+        action="dsr.request.closed",
+        actor=actor.ref,
+        now=now,
+        subject_id=request.subject_id,
+        target=f"dsr_request:{request.id}",
+        details={"type": request.type, "outcome": outcome.value, **_audit_safe(details)},
+    )
+    log.info("dsr.request.closed", request_id=str(request.id), outcome=outcome.value)
+    return request
+
+
+def _audit_safe(details: dict[str, Any]) -> dict[str, Any]:
+    """Only ids, counts and grounds go to the trail (free-text reasons stay in the row)."""
+    keep = (
+        "ground",
+        "records_erased",
+        "records_kept",
+        "records_restricted",
+        "records_rectified",
+        "fields",
+        "holds",
+        "key_destroyed",
+        "records",
+    )
+    return {k: details[k] for k in keep if k in details}
+
+
+def reject(
+    session: Session,
+    *,
+    config: DsrConfig,
+    request_id: uuid.UUID,
+    reason: str,
+    ground: str,
+    actor: Actor,
+    now: datetime,
+) -> DsrRequest:
+    """Refuse (manifestly unfounded or excessive, Art. 25 restriction) with the ground and
+    the right to complain to the EDPS and to a judicial remedy."""
+    request = get_request(session, request_id)
+    if not is_open(request):
+        raise RequestStateError("the request is closed")
+    return close(
+        session,
+        config=config,
+        request=request,
+        outcome=RequestStatus.rejected,
+        details={"ground": ground, "reason": reason, "remedies": EDPS_NOTE},
+        actor=actor,
+        message_subject="Your data-protection request: refused",
+        message=(
+            f"We cannot act on your request {request.id}.\n\nGround: {ground}\n"
+            f"Reason: {reason}\n\n{EDPS_NOTE}\n"
+        ),
+        now=now,
+    )
