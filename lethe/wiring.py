@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 
+from audit_log.signing import NoteSigner
 from lethe.settings import Settings
 from records.crypto import Keyring
 
@@ -55,6 +56,9 @@ def build_wiring(
     wiring = Wiring(settings=settings, engine=engine, registry=registry)
     # Each domain adds what it needs below, in layer order (records first).
     wiring.state["keyring"] = Keyring.load_or_create(settings.effective_kek_file)
+    wiring.state["audit_signer"] = NoteSigner.load_or_create(
+        settings.effective_audit_key_file, settings.audit_log_origin
+    )
     _wire_dsr(wiring)
     return wiring
 
