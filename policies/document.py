@@ -38,6 +38,7 @@ from policies.calendar import CalendarDuration, Convention, zone
 FORMAT = "lethe.policy/1"
 REFERENCE_PATTERN = r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+(\.[0-9]+)?$"
 KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
+CROSS_REFERENCE_SEPARATOR = " | "
 EVENT_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
 Key = Annotated[str, Field(pattern=KEY_PATTERN, max_length=64)]
@@ -327,44 +328,11 @@ class PolicyDocument(_Strict):
 
     @model_validator(mode="after")
     def _cross_references(self) -> PolicyDocument:
-        problems: list[str] = []
-        for name, items in (
-            ("legal_basis", [b.key for b in self.legal_basis]),
-            ("purposes", [p.key for p in self.purposes]),
-            ("subject_categories", [s.key for s in self.subject_categories]),
-            ("data_categories", [d.key for d in self.data_categories]),
-            ("recipients", [r.key for r in self.recipients]),
-            ("rules", [r.id for r in self.rules]),
-        ):
-            dupes = sorted({k for k in items if items.count(k) > 1})
-            if dupes:
-                problems.append(f"{name}: duplicate {', '.join(dupes)}")
-        subjects = {s.key for s in self.subject_categories}
-        data = {d.key for d in self.data_categories}
-        outcomes = set(self.outcomes)
-        events = set(self.events)
-        for i, rule in enumerate(self.rules):
-            own = not rule.applies_to.policies or self.reference in rule.applies_to.policies
-            if own:
-                for key in rule.applies_to.subject_categories:
-                    if key not in subjects:
-                        problems.append(
-                            f"rules.{i}.applies_to.subject_categories: unknown category {key}"
-                        )
-                for key in rule.applies_to.data_categories:
-                    if key not in data:
-                        problems.append(
-                            f"rules.{i}.applies_to.data_categories: unknown category {key}"
-                        )
-                for key in rule.applies_to.outcomes:
-                    if outcomes and key not in outcomes:
-                        problems.append(f"rules.{i}.applies_to.outcomes: unknown outcome {key}")
-            used = [rule.trigger.event] if rule.trigger.event else []
-            for ev in used + rule.trigger.reset_events:
-                if events and ev not in events:
-                    problems.append(f"rules.{i}.trigger: event {ev} not listed in events")
+        problems = cross_reference_problems(self)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError(
+                CROSS_REFERENCE_SEPARATOR.join(f"@{path}: {why}" for path, why in problems)
+            )
         return self
 
     def data_category(self, key: str) -> DataCategory | None:
@@ -382,6 +350,47 @@ class PolicyDocument(_Strict):
             if ref != self.reference:
                 seen.setdefault(ref, None)
         return list(seen)
+
+
+def cross_reference_problems(doc: PolicyDocument) -> list[tuple[str, str]]:
+    """Keys that must be unique and names rules use that the document must declare."""
+    problems: list[tuple[str, str]] = []
+    for name, items in (
+        ("legal_basis", [b.key for b in doc.legal_basis]),
+        ("purposes", [p.key for p in doc.purposes]),
+        ("subject_categories", [s.key for s in doc.subject_categories]),
+        ("data_categories", [d.key for d in doc.data_categories]),
+        ("recipients", [r.key for r in doc.recipients]),
+        ("rules", [r.id for r in doc.rules]),
+    ):
+        for i, key in enumerate(items):
+            if key in items[:i]:
+                problems.append((f"{name}.{i}", f"duplicate {key}"))
+    subjects = {s.key for s in doc.subject_categories}
+    data = {d.key for d in doc.data_categories}
+    outcomes = set(doc.outcomes)
+    events = set(doc.events)
+    for i, rule in enumerate(doc.rules):
+        where = f"rules.{i}.applies_to"
+        if not rule.applies_to.policies or doc.reference in rule.applies_to.policies:
+            for key in rule.applies_to.subject_categories:
+                if key not in subjects:
+                    problems.append((f"{where}.subject_categories", f"unknown category {key}"))
+            for key in rule.applies_to.data_categories:
+                if key not in data:
+                    problems.append((f"{where}.data_categories", f"unknown category {key}"))
+            for key in rule.applies_to.outcomes:
+                if outcomes and key not in outcomes:
+                    problems.append((f"{where}.outcomes", f"{key} is not listed in outcomes"))
+        used = [rule.trigger.event] if rule.trigger.event else []
+        for ev in used + rule.trigger.reset_events:
+            if events and ev not in events:
+                problems.append((f"rules.{i}.trigger", f"event {ev} is not listed in events"))
+    for i, recipient in enumerate(doc.recipients):
+        for key in recipient.data_categories:
+            if key not in data:
+                problems.append((f"recipients.{i}.data_categories", f"unknown category {key}"))
+    return problems
 
 
 def policy_json_schema() -> dict[str, Any]:
