@@ -214,7 +214,7 @@ class JobScheduler:
         if self._scheduler is None:
             return None
         job = self._scheduler.get_job(job_id)
-        return None if job is None else job.next_run_time  # type: ignore[no-any-return]
+        return None if job is None else job.next_run_time
 
 
 def cron_trigger(cron: str, timezone: str) -> CronTrigger:

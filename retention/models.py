@@ -33,6 +33,7 @@ class RunStatus(enum.StrEnum):
     paused = "paused"  # anomaly guard: waits for a DPO's approval
     running = "running"
     completed = "completed"
+    partial = "partial"  # finished, but some records failed (they are retried by the next run)
     failed = "failed"  # finalised with failures or interrupted and closed by a later run
 
 

@@ -1,0 +1,721 @@
+"""Disposition runs (DESIGN §5.4 to 5.6): select what is due, re-check, act, audit, certify.
+
+A run selects records whose `due_at` is at or before its horizon through the `(due_at, id)`
+index, by keyset, one transaction per batch. Inside each batch's transaction it locks the rows
+(PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several workers can share one run), re-reads holds and
+the records' current state, acts, writes one `purge_item` per record and one audit entry for the
+batch. A crash rolls the batch back whole; rerunning resumes the unfinished run, and records that
+already have an item in it are never selected again, so nothing is acted on twice.
+
+The scheduled run's horizon is the next scheduled run: everything falling due before then is
+acted on now, so no record outlives its maximum (storage limitation, EUDPR Art. 4(1)(e)).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, text, tuple_
+from sqlalchemy import update as sa_update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session, col
+
+from audit_log import service as audit
+from policies.models import ProcessingRecord, ProcessingRecordVersion
+from records import service as records
+from records.db import begin_write, unit_of_work
+from records.http import Actor
+from records.models import DataKey, DueAction, PersonalRecord, RecordStatus
+from retention import holds
+from retention.errors import RunNotFoundError, RunNotPausedError
+from retention.models import ItemOutcome, PurgeItem, PurgeRun, RunStatus
+
+log = structlog.get_logger(__name__)
+
+# PostgreSQL transaction advisory lock serialising run creation and certificate chaining.
+RUN_LOCK_KEY = 0x4C455448_4550524E
+
+ELIGIBLE = (RecordStatus.active.value, RecordStatus.handed_over.value)
+KEY_DESTROYED_NOTE = "subject_key_destroyed"
+COUNT_KEYS = ("deleted", "anonymised", "handed_over", "skipped_hold", "failed")
+
+HandoverDue = Callable[[Session, PersonalRecord, str, datetime], records.Due | None]
+
+
+@dataclass(frozen=True)
+class PurgeConfig:
+    batch_size: int = 500
+    anomaly_factor: float = 3.0
+    anomaly_floor: int = 100
+    # How many recent completed runs make "the recent average" of the anomaly guard.
+    history_runs: int = 7
+    kek_rotation_days: int = 30
+    kek_backup_window_days: int = 35
+
+
+@dataclass
+class PurgeContext:
+    """What a run needs beyond the database: the certificate signer and optional hooks."""
+
+    config: PurgeConfig = field(default_factory=PurgeConfig)
+    signer: Any | None = None  # audit_log.signing.NoteSigner (duck-typed: sign(), verifier_key())
+    # Recomputes the due date of a record handed over to another processing record; None means
+    # "not resolvable": the record is kept and flagged to the DPO.
+    handover_due: HandoverDue | None = None
+    # Called after each committed batch (tests place holds mid-run; the CLI draws progress).
+    on_batch: Callable[[PurgeRun, int], None] | None = None
+    # Audit checkpoint after each run (audit_log's function, wired by lethe).
+    checkpoint: Callable[[Engine, datetime], Any] | None = None
+    keyring_epoch_created_at: Callable[[], datetime | None] | None = None
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def get_run(session: Session, run_id: uuid.UUID) -> PurgeRun:
+    run = session.get(PurgeRun, run_id)
+    if run is None:
+        raise RunNotFoundError(f"no disposition run {run_id}")
+    return run
+
+
+def counts(session: Session, run_id: uuid.UUID) -> dict[str, int]:
+    rows = session.execute(
+        select(PurgeItem.outcome, func.count())  # type: ignore[call-overload]
+        .where(PurgeItem.run_id == run_id)
+        .group_by(PurgeItem.outcome)
+    ).all()
+    by = {str(o): int(n) for o, n in rows}
+    result = {k: by.get(k, 0) for k in COUNT_KEYS}
+    result["review"] = by.get(ItemOutcome.review.value, 0)
+    result["skipped_stale"] = by.get(ItemOutcome.skipped_stale.value, 0)
+    return result
+
+
+# --- creating --------------------------------------------------------------------------------
+
+
+def _lock_runs(session: Session) -> None:
+    begin_write(session)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": RUN_LOCK_KEY})
+
+
+def _due_filter(horizon: datetime) -> Any:
+    return and_(
+        col(PersonalRecord.due_at).is_not(None),
+        col(PersonalRecord.due_at) <= horizon,
+        col(PersonalRecord.status).in_(ELIGIBLE),
+    )
+
+
+def _planned_deletions(session: Session, horizon: datetime) -> int:
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(PersonalRecord)
+            .where(_due_filter(horizon), col(PersonalRecord.action) == DueAction.delete.value)
+        ).scalar_one()
+    )
+
+
+def _pause_reason(
+    session: Session, *, planned: int, config: PurgeConfig, now: datetime
+) -> str | None:
+    previous = list(
+        session.execute(
+            select(PurgeRun)
+            .where(
+                col(PurgeRun.dry_run).is_(False),
+                col(PurgeRun.status).in_([RunStatus.completed.value, RunStatus.partial.value]),
+            )
+            .order_by(col(PurgeRun.created_at).desc())
+            .limit(config.history_runs)
+        ).scalars()
+    )
+    if previous and _rule_changed_since(session, previous[0].created_at):
+        return "rule_change"
+    if planned >= config.anomaly_floor:
+        deleted = [counts(session, r.id)["deleted"] for r in previous]
+        average = sum(deleted) / len(deleted) if deleted else 0.0
+        if planned > config.anomaly_factor * average:
+            return "volume"
+    return None
+
+
+def _rule_changed_since(session: Session, moment: datetime) -> bool:
+    """A new version of an existing processing record was loaded after `moment`.
+
+    A first version is a new record, not a changed rule: it does not pause the next run.
+    """
+    changed = exists().where(
+        col(ProcessingRecordVersion.loaded_at) > moment,
+        col(ProcessingRecordVersion.version) > 1,
+    )
+    return bool(session.execute(select(changed)).scalar_one())
+
+
+def _current_versions(session: Session, references: set[str]) -> dict[str, int]:
+    rows = session.execute(
+        select(col(ProcessingRecord.reference), col(ProcessingRecord.current_version)).where(
+            col(ProcessingRecord.reference).in_(references)
+        )
+    ).all()
+    return {str(r): int(v) for r, v in rows}
+
+
+def create_run(
+    session: Session,
+    *,
+    dry_run: bool,
+    trigger: str,
+    actor: Actor,
+    now: datetime,
+    horizon: datetime | None = None,
+    config: PurgeConfig | None = None,
+) -> PurgeRun:
+    """A new run: `planned` (dry), `paused` (anomaly guard) or `running`; nothing acted on yet."""
+    config = config or PurgeConfig()
+    _lock_runs(session)
+    horizon = max(horizon or now, now)
+    run = PurgeRun(
+        status=RunStatus.planned.value if dry_run else RunStatus.running.value,
+        dry_run=dry_run,
+        trigger=trigger,
+        actor=actor.ref,
+        created_at=now,
+        horizon_at=horizon,
+    )
+    if not dry_run:
+        run.planned_deletions = _planned_deletions(session, horizon)
+        reason = _pause_reason(session, planned=run.planned_deletions, config=config, now=now)
+        if reason is not None:
+            run.status = RunStatus.paused.value
+            run.pause_reason = reason
+    session.add(run)
+    session.flush()
+    audit.append(
+        session,
+        action="retention.run.paused" if run.status == "paused" else "retention.run.created",
+        actor=actor.ref,
+        now=now,
+        target=f"purge_run:{run.id}",
+        details={
+            "dry_run": dry_run,
+            "trigger": trigger,
+            "horizon_at": audit.format_time(horizon),
+            "planned_deletions": run.planned_deletions,
+            "pause_reason": run.pause_reason,
+        },
+    )
+    log.info(
+        "retention.run.created",
+        run_id=str(run.id),
+        status=run.status,
+        dry_run=dry_run,
+        planned_deletions=run.planned_deletions,
+    )
+    return run
+
+
+def approve_run(session: Session, *, run_id: uuid.UUID, actor: Actor, now: datetime) -> PurgeRun:
+    _lock_runs(session)
+    run = get_run(session, run_id)
+    if run.status != RunStatus.paused.value:
+        raise RunNotPausedError(f"disposition run {run_id} is {run.status}, not paused")
+    run.status = RunStatus.running.value
+    run.approved_by = actor.ref
+    run.approved_at = now
+    # What fell due while the run waited is acted on too.
+    run.horizon_at = max(run.horizon_at, now)
+    session.add(run)
+    session.flush()
+    audit.append(
+        session,
+        action="retention.run.approved",
+        actor=actor.ref,
+        now=now,
+        target=f"purge_run:{run.id}",
+        details={"pause_reason": run.pause_reason},
+    )
+    return run
+
+
+def unfinished_run(session: Session) -> PurgeRun | None:
+    return session.execute(
+        select(PurgeRun)
+        .where(col(PurgeRun.status) == RunStatus.running.value, col(PurgeRun.dry_run).is_(False))
+        .order_by(col(PurgeRun.created_at))
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def paused_run(session: Session) -> PurgeRun | None:
+    return session.execute(
+        select(PurgeRun)
+        .where(col(PurgeRun.status) == RunStatus.paused.value)
+        .order_by(col(PurgeRun.created_at))
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+# --- one batch -------------------------------------------------------------------------------
+
+
+Cursor = tuple[datetime, uuid.UUID] | None
+
+
+@dataclass
+class BatchResult:
+    selected: int
+    cursor: Cursor
+    outcomes: Counter[str]
+
+
+def _select_batch(
+    session: Session, run: PurgeRun, cursor: Cursor, limit: int, *, lock: bool
+) -> list[PersonalRecord]:
+    already = exists().where(
+        col(PurgeItem.run_id) == run.id, col(PurgeItem.record_id) == col(PersonalRecord.id)
+    )
+    stmt = select(PersonalRecord).where(_due_filter(run.horizon_at), ~already)
+    if cursor is not None:
+        stmt = stmt.where(
+            tuple_(col(PersonalRecord.due_at), col(PersonalRecord.id)) > tuple_(*cursor)
+        )
+    stmt = stmt.order_by(col(PersonalRecord.due_at), col(PersonalRecord.id)).limit(limit)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=PersonalRecord)
+    return list(session.execute(stmt).scalars())
+
+
+def _outcome_for(action: str | None) -> ItemOutcome:
+    return {
+        DueAction.delete.value: ItemOutcome.deleted,
+        DueAction.anonymise.value: ItemOutcome.anonymised,
+        DueAction.handover.value: ItemOutcome.handed_over,
+    }.get(action or "", ItemOutcome.review)
+
+
+def process_batch(
+    session: Session,
+    *,
+    run: PurgeRun,
+    cursor: Cursor,
+    now: datetime,
+    ctx: PurgeContext,
+) -> BatchResult:
+    """Select, re-check and act on one batch in the caller's transaction."""
+    begin_write(session)
+    holds.lock_for_disposition(session)
+    rows = _select_batch(session, run, cursor, ctx.config.batch_size, lock=not run.dry_run)
+    if not rows:
+        return BatchResult(selected=0, cursor=cursor, outcomes=Counter())
+    last = rows[-1]
+    assert last.due_at is not None
+    new_cursor: Cursor = (last.due_at, last.id)
+    kept = holds.keeping(session, rows)
+    versions = _current_versions(session, {r.policy for r in rows})
+    plan: dict[ItemOutcome, list[PersonalRecord]] = {}
+    notes: dict[uuid.UUID, str] = {}
+    for record in rows:
+        current = versions.get(record.policy)
+        if record.id in kept:
+            outcome = ItemOutcome.skipped_hold
+            notes[record.id] = ",".join(kept[record.id])[:400]
+        elif (
+            record.policy_version is not None
+            and current is not None
+            and record.policy_version < current
+        ):
+            # Decided under an older version of the rules and not yet recomputed (DESIGN
+            # §5.3): acting on a stale due date could delete what the new rules keep.
+            outcome = ItemOutcome.skipped_stale
+            notes[record.id] = f"policy_version:{record.policy_version}<{current}"
+        else:
+            outcome = _outcome_for(record.action)
+        plan.setdefault(outcome, []).append(record)
+
+    if not run.dry_run:
+        _act(session, plan, notes=notes, now=now, ctx=ctx)
+
+    keys_destroyed: list[uuid.UUID] = []
+    if not run.dry_run:
+        keys_destroyed = _destroy_emptied_keys(
+            session, {r.subject_id for r in plan.get(ItemOutcome.deleted, [])}, now=now
+        )
+        marked = set()
+        for record in plan.get(ItemOutcome.deleted, []):
+            if record.subject_id in keys_destroyed and record.subject_id not in marked:
+                notes[record.id] = KEY_DESTROYED_NOTE
+                marked.add(record.subject_id)
+    items = [
+        {
+            "run_id": run.id,
+            "record_id": r.id,
+            "subject_id": r.subject_id,
+            "policy": r.policy,
+            "policy_version": r.policy_version,
+            "rule_id": r.rule_id,
+            "rule_version": r.rule_version,
+            "action": r.action,
+            "outcome": outcome.value,
+            "note": notes.get(r.id),
+            "due_at": r.due_at,
+            "acted_at": now,
+        }
+        for outcome, rs in plan.items()
+        for r in rs
+    ]
+    session.execute(insert(PurgeItem.__table__), items)  # type: ignore[attr-defined]
+    outcomes = Counter({o.value: len(rs) for o, rs in plan.items()})
+    if not run.dry_run:
+        details: dict[str, Any] = {
+            "run_id": str(run.id),
+            **{o.value: [str(r.id) for r in rs] for o, rs in plan.items() if rs},
+            "subject_keys_destroyed": [str(s) for s in keys_destroyed],
+        }
+        audit.append(
+            session,
+            action="retention.batch.purged",
+            actor=run.actor,
+            now=now,
+            target=f"purge_run:{run.id}",
+            details=details,
+        )
+    # Objects of this batch are not needed any more: keep memory flat on large runs.
+    session.expunge_all()
+    return BatchResult(selected=len(rows), cursor=new_cursor, outcomes=outcomes)
+
+
+def _act(
+    session: Session,
+    plan: dict[ItemOutcome, list[PersonalRecord]],
+    *,
+    notes: dict[uuid.UUID, str],
+    now: datetime,
+    ctx: PurgeContext,
+) -> None:
+    table = PersonalRecord.__table__  # type: ignore[attr-defined]
+    doomed = [r.id for r in plan.get(ItemOutcome.deleted, [])]
+    if doomed:
+        try:
+            with session.begin_nested():
+                session.execute(delete(table).where(table.c.id.in_(doomed)))
+        except DBAPIError:
+            # One record something still refers to must not stop the others: retry one by one
+            # and report the ones that fail (the next run tries them again).
+            _delete_one_by_one(session, plan, notes=notes)
+    anonymised = [r.id for r in plan.get(ItemOutcome.anonymised, [])]
+    if anonymised:
+        # Anonymising drops the encrypted payload: what stays (category, context, outcome) is
+        # no longer linked to readable personal data.
+        session.execute(
+            sa_update(table)
+            .where(table.c.id.in_(anonymised))
+            .values(
+                payload=None,
+                status=RecordStatus.anonymised.value,
+                due_at=None,
+                updated_at=now,
+            )
+        )
+    review = [r.id for r in plan.get(ItemOutcome.review, [])]
+    if review:
+        # A DPO decides: the record leaves the due queue and shows in the retention report.
+        session.execute(
+            sa_update(table)
+            .where(table.c.id.in_(review))
+            .values(status=RecordStatus.review.value, due_at=None, updated_at=now)
+        )
+    for record in plan.get(ItemOutcome.handed_over, []):
+        target = record.handover_to
+        due = None
+        if target and ctx.handover_due is not None:
+            due = ctx.handover_due(session, record, target, now)
+        notes[record.id] = f"to:{target}" + ("" if due and due.due_at else ";unresolved")
+        session.execute(
+            sa_update(table)
+            .where(table.c.id == bindparam("rid"))
+            .values(
+                policy=target or record.policy,
+                policy_version=None if due is None else record.policy_version,
+                status=RecordStatus.handed_over.value,
+                due_at=None if due is None else due.due_at,
+                rule_id=None if due is None else due.rule_id,
+                rule_version=None if due is None else due.rule_version,
+                action=None if due is None else due.action,
+                handover_to=None if due is None else due.handover_to,
+                updated_at=now,
+            ),
+            {"rid": record.id},
+        )
+
+
+def _delete_one_by_one(
+    session: Session,
+    plan: dict[ItemOutcome, list[PersonalRecord]],
+    *,
+    notes: dict[uuid.UUID, str],
+) -> None:
+    table = PersonalRecord.__table__  # type: ignore[attr-defined]
+    deleted: list[PersonalRecord] = []
+    for record in plan.get(ItemOutcome.deleted, []):
+        try:
+            with session.begin_nested():
+                session.execute(delete(table).where(table.c.id == record.id))
+        except DBAPIError as exc:
+            notes[record.id] = f"error:{type(exc.orig).__name__}"[:400]
+            plan.setdefault(ItemOutcome.failed, []).append(record)
+        else:
+            deleted.append(record)
+    plan[ItemOutcome.deleted] = deleted
+
+
+def _destroy_emptied_keys(
+    session: Session, subject_ids: set[uuid.UUID], *, now: datetime
+) -> list[uuid.UUID]:
+    """Crypto-shred subjects of whom no personal record remains (anonymised ones aside)."""
+    if not subject_ids:
+        return []
+    remaining = {
+        row[0]
+        for row in session.execute(
+            select(col(PersonalRecord.subject_id))
+            .where(
+                col(PersonalRecord.subject_id).in_(subject_ids),
+                col(PersonalRecord.status) != RecordStatus.anonymised.value,
+            )
+            .group_by(col(PersonalRecord.subject_id))
+        )
+    }
+    emptied = sorted(subject_ids - remaining)
+    live = {
+        row[0]
+        for row in session.execute(
+            select(col(DataKey.subject_id)).where(
+                col(DataKey.subject_id).in_(emptied), col(DataKey.wrapped_key).is_not(None)
+            )
+        )
+    }
+    destroyed = []
+    for subject_id in emptied:
+        if subject_id in live:
+            records.destroy_subject_key(session, subject_id=subject_id, now=now)
+            destroyed.append(subject_id)
+    return destroyed
+
+
+# --- whole runs ------------------------------------------------------------------------------
+
+
+def _finalise(session: Session, run_id: uuid.UUID, *, now: datetime, ctx: PurgeContext) -> bool:
+    """Close the run and sign its certificate once; False when work remains or it is closed."""
+    from retention import certificate
+
+    _lock_runs(session)
+    stmt = select(PurgeRun).where(col(PurgeRun.id) == run_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    run = session.execute(stmt).scalar_one()
+    if run.status not in (RunStatus.running.value, RunStatus.planned.value):
+        return True
+    if run.status == RunStatus.running.value and _select_batch(session, run, None, 1, lock=False):
+        return False
+    tally = counts(session, run.id)
+    if run.status == RunStatus.running.value:
+        run.status = RunStatus.partial.value if tally["failed"] else RunStatus.completed.value
+    run.finished_at = now
+    certificate.issue(session, run=run, now=now, ctx=ctx)
+    session.add(run)
+    session.flush()
+    audit.append(
+        session,
+        action="retention.run.completed",
+        actor=run.actor,
+        now=now,
+        target=f"purge_run:{run.id}",
+        details={
+            "status": run.status,
+            "dry_run": run.dry_run,
+            "counts": tally,
+            "certificate_sha256": run.certificate_sha256,
+        },
+    )
+    log.info("retention.run.completed", run_id=str(run.id), status=run.status, **tally)
+    return True
+
+
+def execute(
+    engine: Engine,
+    run_id: uuid.UUID,
+    *,
+    clock: Callable[[], datetime],
+    ctx: PurgeContext,
+) -> PurgeRun:
+    """Work a running run to its end, one transaction per batch; safe to call from many workers."""
+    cursor: Cursor = None
+    with unit_of_work(engine) as session:
+        fresh = get_run(session, run_id)
+        if fresh.status == RunStatus.running.value and fresh.started_at is None:
+            fresh.started_at = clock()
+            session.add(fresh)
+    while True:
+        while True:
+            with unit_of_work(engine) as session:
+                run = get_run(session, run_id)
+                if run.status != RunStatus.running.value:
+                    break
+                result = process_batch(session, run=run, cursor=cursor, now=clock(), ctx=ctx)
+            if result.selected == 0:
+                break
+            cursor = result.cursor
+            if ctx.on_batch is not None:
+                ctx.on_batch(run, result.selected)
+        with unit_of_work(engine) as session:
+            done = _finalise(session, run_id, now=clock(), ctx=ctx)
+        if done:
+            break
+        # Rows a crashed or parallel worker left behind: sweep again from the start.
+        cursor = None
+    with unit_of_work(engine, write=False) as session:
+        run = get_run(session, run_id)
+    if ctx.checkpoint is not None:
+        try:
+            ctx.checkpoint(engine, clock())
+        except Exception as exc:  # the run is done and certified; a later checkpoint covers it
+            log.warning("retention.checkpoint_failed", error_type=type(exc).__name__)
+    return run
+
+
+def plan_dry_run(session: Session, *, run: PurgeRun, now: datetime, ctx: PurgeContext) -> PurgeRun:
+    """Compute a dry run's plan in the caller's transaction and certify it."""
+    cursor: Cursor = None
+    while True:
+        result = process_batch(session, run=run, cursor=cursor, now=now, ctx=ctx)
+        if result.selected == 0:
+            break
+        cursor = result.cursor
+    _finalise(session, run.id, now=now, ctx=ctx)
+    return get_run(session, run.id)
+
+
+def purge(
+    engine: Engine,
+    *,
+    dry_run: bool,
+    trigger: str,
+    actor: Actor,
+    clock: Callable[[], datetime],
+    ctx: PurgeContext,
+    horizon: datetime | None = None,
+) -> list[PurgeRun]:
+    """`lethe purge` and the scheduled job: finish an interrupted run first, then a new one.
+
+    Several workers calling this at once join the same run instead of starting their own.
+    Returns the runs worked on, the new one last (it may be `paused`).
+    """
+    worked: list[PurgeRun] = []
+    if not dry_run:
+        with unit_of_work(engine) as session:
+            _lock_runs(session)
+            interrupted = unfinished_run(session)
+        if interrupted is not None:
+            worked.append(execute(engine, interrupted.id, clock=clock, ctx=ctx))
+    with unit_of_work(engine) as session:
+        _lock_runs(session)
+        running = None if dry_run else unfinished_run(session)
+        waiting = None if dry_run else paused_run(session)
+        if running is not None:
+            run = running  # a parallel worker started it a moment ago: join
+        elif waiting is not None:
+            # One run waits for the DPO; stacking another paused run each night helps nobody.
+            log.warning("retention.run.still_paused", run_id=str(waiting.id))
+            run = waiting
+        else:
+            run = create_run(
+                session,
+                dry_run=dry_run,
+                trigger=trigger,
+                actor=actor,
+                now=clock(),
+                horizon=horizon,
+                config=ctx.config,
+            )
+            if dry_run:
+                run = plan_dry_run(session, run=run, now=clock(), ctx=ctx)
+    if run.status == RunStatus.running.value:
+        run = execute(engine, run.id, clock=clock, ctx=ctx)
+    if not worked or worked[-1].id != run.id:
+        worked.append(run)
+    return worked
+
+
+def items(
+    session: Session, run_id: uuid.UUID, outcomes: Sequence[str] | None = None
+) -> list[PurgeItem]:
+    stmt = select(PurgeItem).where(col(PurgeItem.run_id) == run_id)
+    if outcomes:
+        stmt = stmt.where(col(PurgeItem.outcome).in_(outcomes))
+    return list(session.execute(stmt.order_by(col(PurgeItem.id))).scalars())
+
+
+def by_rule(session: Session, run_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(
+            col(PurgeItem.policy),
+            col(PurgeItem.policy_version),
+            col(PurgeItem.rule_id),
+            col(PurgeItem.rule_version),
+            col(PurgeItem.action),
+            col(PurgeItem.outcome),
+            func.count(),
+        )
+        .where(col(PurgeItem.run_id) == run_id)
+        .group_by(
+            col(PurgeItem.policy),
+            col(PurgeItem.policy_version),
+            col(PurgeItem.rule_id),
+            col(PurgeItem.rule_version),
+            col(PurgeItem.action),
+            col(PurgeItem.outcome),
+        )
+    ).all()
+    out = [
+        {
+            "policy": p,
+            "policy_version": pv,
+            "rule_id": rid,
+            "rule_version": rv,
+            "action": a,
+            "outcome": o,
+            "count": int(n),
+        }
+        for p, pv, rid, rv, a, o, n in rows
+    ]
+    out.sort(key=lambda d: tuple(str(d[k]) for k in ("policy", "rule_id", "action", "outcome")))
+    return out
+
+
+def recent_deletion_average(session: Session, *, runs: int) -> float:
+    previous = list(
+        session.execute(
+            select(col(PurgeRun.id))
+            .where(
+                col(PurgeRun.dry_run).is_(False),
+                col(PurgeRun.status).in_([RunStatus.completed.value, RunStatus.partial.value]),
+            )
+            .order_by(col(PurgeRun.created_at).desc())
+            .limit(runs)
+        ).scalars()
+    )
+    if not previous:
+        return 0.0
+    return sum(counts(session, r)["deleted"] for r in previous) / len(previous)

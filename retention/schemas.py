@@ -1,0 +1,87 @@
+"""API shapes of legal holds and disposition runs (API.md "Legal holds", "Retention")."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class HoldScopeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject_id: uuid.UUID | None = None
+    policy: str | None = Field(default=None, max_length=200)
+    context: str | None = Field(default=None, max_length=200)
+    record_id: uuid.UUID | None = None
+
+
+class HoldCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scope: HoldScopeIn
+    reason: str = Field(min_length=1, max_length=2000)
+    case_reference: str | None = Field(default=None, max_length=200)
+
+
+class HoldRelease(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class HoldRead(BaseModel):
+    id: uuid.UUID
+    scope: dict[str, str]
+    reason: str
+    case_reference: str | None
+    owner: str
+    placed_at: datetime
+    active: bool
+    released_at: datetime | None
+    released_by: str | None
+    release_reason: str | None
+
+
+class PurgeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dry_run: bool = False
+
+
+class PurgeCounts(BaseModel):
+    deleted: int = 0
+    anonymised: int = 0
+    handed_over: int = 0
+    skipped_hold: int = 0
+    failed: int = 0
+    review: int = 0
+    skipped_stale: int = 0
+
+
+class PurgeRunRead(BaseModel):
+    id: uuid.UUID
+    status: str
+    dry_run: bool
+    counts: PurgeCounts
+    trigger: str
+    created_at: datetime
+    horizon_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    planned_deletions: int
+    pause_reason: str | None
+    approved_by: str | None
+    approved_at: datetime | None
+    certificate_sha256: str | None
+
+
+class CertificateRead(BaseModel):
+    certificate: dict[str, Any]
+    body: str
+    sha256: str | None
+    signature: str | None
+    signature_algorithm: str | None
+    public_key: str | None
