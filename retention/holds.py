@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,7 +41,7 @@ class Scope:
     value: str
 
     @classmethod
-    def parse(cls, raw: dict[str, object]) -> Scope:
+    def parse(cls, raw: Mapping[str, object]) -> Scope:
         keys = {
             "subject_id": HoldScope.subject,
             "policy": HoldScope.policy,

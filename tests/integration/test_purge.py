@@ -7,6 +7,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select
@@ -95,6 +96,13 @@ def run_purge(
     )[-1]
 
 
+def certificate_of(session: Session, run: PurgeRun) -> dict[str, Any]:
+    stored = session.get(PurgeRun, run.id)
+    assert stored is not None and stored.certificate is not None
+    value: dict[str, Any] = json.loads(stored.certificate)
+    return value
+
+
 def remaining(engine: Engine) -> set[uuid.UUID]:
     with Session(engine) as s:
         return set(s.execute(select(col(PersonalRecord.id))).scalars())
@@ -112,7 +120,7 @@ def test_due_records_go_and_the_others_stay(engine: Engine, tmp_path: Path) -> N
     assert remaining(engine) == {later.id, untriggered.id}
     with Session(engine) as s:
         assert purge.counts(s, run.id)["deleted"] == 3
-        cert = json.loads(s.get(PurgeRun, run.id).certificate)  # type: ignore[union-attr]
+        cert = certificate_of(s, run)
     assert sorted(cert["destroyed"]) == sorted(str(r.id) for r in due)
     assert cert["counts"]["deleted"] == 3
 
@@ -134,7 +142,7 @@ def test_the_subject_key_is_destroyed_only_when_nothing_remains(
         assert keys[stays.id].wrapped_key is not None
         erased = s.get(Subject, gone.id)
         assert erased is not None and erased.identity is None
-        cert = json.loads(s.get(PurgeRun, run.id).certificate)  # type: ignore[union-attr]
+        cert = certificate_of(s, run)
     assert cert["subject_keys_destroyed"] == [str(gone.id)]
 
 
@@ -159,7 +167,7 @@ def test_a_hold_keeps_the_record_and_its_release_lets_the_next_run_take_it(
     assert remaining(engine) == {held.id}
     with Session(engine) as s:
         tally = purge.counts(s, first.id)
-        cert = json.loads(s.get(PurgeRun, first.id).certificate)  # type: ignore[union-attr]
+        cert = certificate_of(s, first)
     assert tally["skipped_hold"] == 1 and tally["deleted"] == 1
     assert cert["skipped_hold"] == [{"record_id": str(held.id), "kept_by": [str(hold.id)]}]
     assert str(other.id) in cert["destroyed"]
