@@ -208,7 +208,7 @@ def test_data_no_rule_covers_is_kept_and_says_so(doc: PolicyDocument) -> None:
 
 def test_every_rule_of_the_registry_binds_some_record(doc: PolicyDocument) -> None:
     staff_left = KnownEvent("staff.left", None, CLOSED, CLOSED)
-    cases = [
+    cases: list[dict[str, Any]] = [
         {"outcome": "not_selected"},
         {"outcome": "not_invited"},
         {"outcome": "invited"},
