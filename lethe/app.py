@@ -23,6 +23,7 @@ from policies import routes as policy_routes
 from records import routes as record_routes
 from records.db import make_engine
 from records.http import Role, public, requires
+from retention import ingest_routes
 from retention import routes as retention_routes
 
 log = structlog.get_logger("lethe.app")
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, *, wiring: Wiring | None = None
     for router in (
         policy_routes.router,
         record_routes.router,
+        ingest_routes.router,
         audit_routes.router,
         retention_routes.router,
         dsr_routes.router,

@@ -262,6 +262,36 @@ def find_subjects(
     return found
 
 
+def find_subjects_by_emails(
+    session: Session, *, keyring: Keyring, emails: Iterable[str], cache: KeyCache | None = None
+) -> dict[str, list[uuid.UUID]]:
+    """Many e-mails at once (bulk import): one query for all their index buckets, then decrypt
+    the candidates. Returns normalised e-mail → ids of the live subjects that have it."""
+    wanted = {normalise_email(e) for e in emails}
+    if not wanted:
+        return {}
+    buckets = {keyring.blind_index(EMAIL, e) for e in wanted}
+    cache = cache or KeyCache(keyring)
+    rows = session.execute(
+        select(Subject, DataKey)
+        .join(DataKey, col(DataKey.subject_id) == col(Subject.id))
+        .where(col(Subject.email_index).in_(buckets), col(Subject.erased_at).is_(None))
+        .order_by(col(Subject.created_at), col(Subject.id))
+    ).all()
+    found: dict[str, list[uuid.UUID]] = {}
+    for subject, key in rows:
+        if subject.identity is None or key.wrapped_key is None or key.kek_epoch is None:
+            continue
+        plain = keyring.unwrap(
+            key.wrapped_key, epoch=key.kek_epoch, key_id=key.id, subject_id=subject.id
+        )
+        cache.put(subject.id, key.id, plain)
+        identity = read_identity(session, keyring=keyring, subject=subject, cache=cache)
+        if identity.email in wanted:
+            found.setdefault(identity.email, []).append(subject.id)
+    return found
+
+
 def destroy_subject_key(session: Session, *, subject_id: uuid.UUID, now: datetime) -> DataKey:
     """Crypto-shred a subject: its data key, identity ciphertext and blind indexes go.
 

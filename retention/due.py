@@ -1,0 +1,333 @@
+"""Due dates: the policy evaluation applied to stored records.
+
+`Evaluator` caches, for one unit of work, the policy versions, the known events per context
+and the decisions themselves (a decision depends on the record's dimensions and, only when a
+matching rule is triggered by a field, on `collected_at`), so bulk ingest and event
+recomputation evaluate each distinct case once. `recompute_for_event` walks the records an
+event can trigger in keyset batches and writes only the due fields that changed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlmodel import Session, col
+
+from policies import service as policies
+from policies.document import PolicyDocument, TriggerKind
+from policies.errors import PolicyNotFoundError
+from policies.evaluate import Decision, KnownEvent, PolicyVersion, evaluate, matches
+from records import service as records
+from records.errors import InvalidInputError
+from records.models import BusinessEvent, PersonalRecord, RecordStatus
+
+DEFAULT_BATCH = 1000
+
+_DecisionKey = tuple[str, int, str, str | None, str | None, str | None, str | None, Any]
+
+
+class UnknownPolicyError(InvalidInputError):
+    code = "unknown-policy"
+    title = "Unknown processing record"
+
+
+def due_of(decision: Decision) -> records.Due:
+    return records.Due(
+        due_at=decision.due_at,
+        rule_id=decision.rule_id,
+        rule_version=decision.rule_version,
+        action=decision.action,
+        handover_to=decision.handover_to,
+    )
+
+
+def _known(event: BusinessEvent) -> KnownEvent:
+    return KnownEvent(
+        type=event.type,
+        context=event.context,
+        occurred_at=event.occurred_at,
+        recorded_at=event.recorded_at,
+    )
+
+
+def _trigger_types(document: PolicyDocument, *, match: str | None = None) -> set[str]:
+    found: set[str] = set()
+    for rule in document.rules:
+        trigger = rule.trigger
+        if match is not None and trigger.match != match:
+            continue
+        if trigger.event:
+            found.add(trigger.event)
+        found.update(trigger.reset_events)
+    return found
+
+
+class Evaluator:
+    """Decisions for records, with every input read once per unit of work."""
+
+    def __init__(self, session: Session, *, now: datetime) -> None:
+        self.session = session
+        self.now = now
+        self._versions: dict[tuple[str, int | None], tuple[int, PolicyDocument]] = {}
+        self._current: list[tuple[int, PolicyDocument]] | None = None
+        self._events: dict[str | None, list[KnownEvent]] = {}
+        self._any_events: list[KnownEvent] | None = None
+        self._decisions: dict[_DecisionKey, Decision] = {}
+        self._needs_collected_at: dict[tuple[Any, ...], bool] = {}
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def policy(self, reference: str, version: int | None = None) -> tuple[int, PolicyDocument]:
+        """The version to evaluate under: `version` if given, else the current one."""
+        key = (reference, version)
+        found = self._versions.get(key)
+        if found is None:
+            try:
+                if version is None:
+                    row, document = policies.current(self.session, reference)
+                else:
+                    row, document = policies.get_version(self.session, reference, version)
+            except PolicyNotFoundError as exc:
+                raise UnknownPolicyError(
+                    f"policy: no processing record {reference} in the registry"
+                ) from exc
+            found = (row.version, document)
+            self._versions[key] = found
+        return found
+
+    def current_documents(self) -> list[tuple[int, PolicyDocument]]:
+        if self._current is None:
+            self._current = [
+                (row.version, doc) for row, doc in policies.current_documents(self.session)
+            ]
+        return self._current
+
+    def obligations(self, reference: str) -> list[PolicyVersion]:
+        """Other records' rules that name `reference` (minimum obligations across records)."""
+        return [
+            PolicyVersion(document=doc, version=version)
+            for version, doc in self.current_documents()
+            if doc.reference != reference
+            and any(reference in rule.applies_to.policies for rule in doc.rules)
+        ]
+
+    def _any_types(self) -> set[str]:
+        types: set[str] = set()
+        for _, doc in self.current_documents():
+            types |= _trigger_types(doc, match="any")
+        return types
+
+    def events(self, context: str | None) -> list[KnownEvent]:
+        """Events of the record's context, plus the deciding events of `match: any` triggers."""
+        found = self._events.get(context)
+        if found is None:
+            found = []
+            if context is not None:
+                found = [
+                    _known(e)
+                    for e in self.session.scalars(
+                        select(BusinessEvent).where(col(BusinessEvent.context) == context)
+                    )
+                ]
+            self._events[context] = found
+        if self._any_events is None:
+            self._any_events = []
+            for event_type in sorted(self._any_types()):
+                # An event trigger takes the latest recorded; a sliding one the latest occurred.
+                base = select(BusinessEvent).where(col(BusinessEvent.type) == event_type)
+                for order in (col(BusinessEvent.recorded_at), col(BusinessEvent.occurred_at)):
+                    hit = self.session.scalars(base.order_by(order.desc()).limit(1)).first()
+                    if hit is not None:
+                        self._any_events.append(_known(hit))
+        return found + self._any_events
+
+    def trim(self, limit: int) -> None:
+        if len(self._decisions) > limit:
+            self._decisions.clear()
+        if len(self._needs_collected_at) > limit:
+            self._needs_collected_at.clear()
+
+    def forget_events(self) -> None:
+        self._events.clear()
+        self._any_events = None
+        self._decisions.clear()
+
+    # --- decisions ---------------------------------------------------------------------------
+
+    def _depends_on_collected_at(
+        self, document: PolicyDocument, version: int, dims: tuple[Any, ...]
+    ) -> bool:
+        key = (document.reference, version, *dims)
+        cached = self._needs_collected_at.get(key)
+        if cached is not None:
+            return cached
+        category, subject_category, outcome, source, context = dims
+        rules = list(document.rules)
+        for other in self.obligations(document.reference):
+            rules += [
+                r for r in other.document.rules if document.reference in r.applies_to.policies
+            ]
+        depends = any(
+            rule.trigger.kind in (TriggerKind.field, TriggerKind.sliding)
+            or rule.review_if_untriggered_after is not None
+            for rule in rules
+            if matches(
+                rule.applies_to,
+                category=category,
+                subject_category=subject_category,
+                outcome=outcome,
+                source=source,
+                context=context,
+            )
+        )
+        self._needs_collected_at[key] = depends
+        return depends
+
+    def decide(
+        self,
+        *,
+        policy: str,
+        policy_version: int | None = None,
+        category: str,
+        subject_category: str | None,
+        outcome: str | None,
+        source: str | None,
+        context: str | None,
+        collected_at: datetime,
+    ) -> tuple[int, Decision]:
+        version, document = self.policy(policy, policy_version)
+        dims = (category, subject_category, outcome, source, context)
+        moment = collected_at if self._depends_on_collected_at(document, version, dims) else None
+        key: _DecisionKey = (policy, version, *dims, moment)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = evaluate(
+                document,
+                version=version,
+                category=category,
+                subject_category=subject_category,
+                outcome=outcome,
+                source=source,
+                context=context,
+                collected_at=collected_at,
+                fields={},
+                events=self.events(context),
+                now=self.now,
+                obligations=self.obligations(policy),
+            )
+            self._decisions[key] = decision
+        return version, decision
+
+
+# --- recomputation on an event -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Records of `policy` an event can trigger; `context` None means every context."""
+
+    policy: str
+    context: str | None
+
+
+def scopes_for_event(evaluator: Evaluator, event: BusinessEvent) -> list[Scope]:
+    by_policy: dict[str, str | None] = {}
+    any_context: set[str] = set()
+    for _, doc in evaluator.current_documents():
+        for rule in doc.rules:
+            trigger = rule.trigger
+            if event.type != trigger.event and event.type not in trigger.reset_events:
+                continue
+            governed = rule.applies_to.policies or [doc.reference]
+            for reference in governed:
+                if trigger.match == "any":
+                    any_context.add(reference)
+                else:
+                    by_policy[reference] = event.context
+    for reference in any_context:
+        by_policy[reference] = None
+    return [Scope(policy=p, context=c) for p, c in sorted(by_policy.items())]
+
+
+_COLUMNS = (
+    col(PersonalRecord.id),
+    col(PersonalRecord.policy),
+    col(PersonalRecord.policy_version),
+    col(PersonalRecord.category),
+    col(PersonalRecord.subject_category),
+    col(PersonalRecord.outcome),
+    col(PersonalRecord.source),
+    col(PersonalRecord.context),
+    col(PersonalRecord.collected_at),
+    col(PersonalRecord.due_at),
+    col(PersonalRecord.rule_id),
+    col(PersonalRecord.rule_version),
+    col(PersonalRecord.action),
+    col(PersonalRecord.handover_to),
+)
+
+
+def _scope_batches(session: Session, scope: Scope, batch_size: int) -> Iterator[list[Any]]:
+    last: uuid.UUID | None = None
+    while True:
+        conditions = [
+            col(PersonalRecord.policy) == scope.policy,
+            col(PersonalRecord.status) == RecordStatus.active.value,
+        ]
+        if scope.context is not None:
+            conditions.append(col(PersonalRecord.context) == scope.context)
+        if last is not None:
+            conditions.append(col(PersonalRecord.id) > last)
+        stmt = select(*_COLUMNS).where(and_(*conditions)).order_by(col(PersonalRecord.id))
+        rows = list(session.execute(stmt.limit(batch_size)).all())
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id
+        if len(rows) < batch_size:
+            return
+
+
+def recompute_for_event(
+    session: Session, *, event: BusinessEvent, now: datetime, batch_size: int = DEFAULT_BATCH
+) -> int:
+    """Re-evaluate every active record `event` can trigger; returns how many due fields changed.
+
+    Records are read as plain rows `batch_size` at a time (keyset on id) and written back with
+    one executemany per batch: memory stays flat for an event touching millions of records.
+    Each record keeps the policy version it was stored under (a rule change is a separate,
+    explicit recomputation).
+    """
+    evaluator = Evaluator(session, now=now)
+    changed = 0
+    for scope in scopes_for_event(evaluator, event):
+        for rows in _scope_batches(session, scope, batch_size):
+            updates: list[tuple[uuid.UUID, records.Due]] = []
+            for row in rows:
+                _, decision = evaluator.decide(
+                    policy=row.policy,
+                    policy_version=row.policy_version,
+                    category=row.category,
+                    subject_category=row.subject_category,
+                    outcome=row.outcome,
+                    source=row.source,
+                    context=row.context,
+                    collected_at=row.collected_at,
+                )
+                due = due_of(decision)
+                before = records.Due(
+                    due_at=row.due_at,
+                    rule_id=row.rule_id,
+                    rule_version=row.rule_version,
+                    action=row.action,
+                    handover_to=row.handover_to,
+                )
+                if due != before:
+                    updates.append((row.id, due))
+            changed += records.set_due_many(session, updates, now=now)
+    return changed

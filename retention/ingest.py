@@ -1,0 +1,642 @@
+"""Ingest use-cases: store subjects, records and events, compute due dates, write the audit trail.
+
+Each use-case runs in the caller's unit of work: the domain rows and their audit entries land
+together or not at all. Audit entries carry ids only.
+
+Bulk import (`import_batch`) validates a batch of lines in Python first, then writes subjects,
+data keys and records with one executemany each and one audit entry per batch (listing the ids),
+so a bad line is reported without touching the transaction, and the cost per line stays small.
+A line without an `id` gets one derived from a keyed hash of its content: importing the same
+file twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy import insert, select
+from sqlmodel import Session, col
+
+from audit_log import service as audit
+from records import service as records
+from records.crypto import Keyring, seal
+from records.errors import DomainError, InvalidInputError
+from records.models import BusinessEvent, DataKey, PersonalRecord, Subject
+from records.schemas import ImportLine, RecordBody, RecordCreate, SubjectCreate
+from retention.due import Evaluator, due_of, recompute_for_event
+
+log = structlog.get_logger(__name__)
+
+SUBJECT_CREATED = "records.subject.created"
+RECORD_INGESTED = "records.record.ingested"
+EVENT_RECORDED = "records.event.recorded"
+KEY_DESTROYED = "records.key.destroyed"
+KEK_ROTATED = "records.kek.rotated"
+KEK_EPOCH_DESTROYED = "records.kek.epoch_destroyed"
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+# --- subjects ------------------------------------------------------------------------------------
+
+
+def create_subject(
+    session: Session, *, keyring: Keyring, body: SubjectCreate, actor: str, now: datetime
+) -> Subject:
+    subject = records.create_subject(
+        session,
+        keyring=keyring,
+        email=body.email,
+        name=body.name,
+        external_id=body.external_id,
+        attributes=body.attributes,
+        now=now,
+    )
+    audit.append(
+        session,
+        action=SUBJECT_CREATED,
+        actor=actor,
+        now=now,
+        subject_id=subject.id,
+        target=f"subject:{subject.id}",
+    )
+    return subject
+
+
+def erase_subject_key(
+    session: Session, *, subject_id: uuid.UUID, actor: str, now: datetime
+) -> uuid.UUID:
+    """Crypto-shred a subject (its data key, identity and indexes), audited. Returns the key id.
+
+    Callers (DSR erasure, retention) decide first that nothing of the subject must be kept.
+    """
+    key = records.destroy_subject_key(session, subject_id=subject_id, now=now)
+    audit.append(
+        session,
+        action=KEY_DESTROYED,
+        actor=actor,
+        now=now,
+        subject_id=subject_id,
+        target=f"data_key:{key.id}",
+    )
+    return key.id
+
+
+# --- records -------------------------------------------------------------------------------------
+
+
+def fingerprint_body(body: RecordBody, subject_ref: Mapping[str, Any]) -> dict[str, Any]:
+    """What a replay must repeat exactly: the record's fields, its subject reference and id."""
+    return {
+        "subject": dict(subject_ref),
+        "policy": body.policy,
+        "category": body.category,
+        "subject_category": body.subject_category,
+        "context": body.context,
+        "outcome": body.outcome,
+        "source": body.source,
+        "collected_at": _utc(body.collected_at),
+        "payload": body.payload,
+    }
+
+
+def ingest_record(
+    session: Session,
+    *,
+    keyring: Keyring,
+    body: RecordCreate,
+    actor: str,
+    now: datetime,
+    evaluator: Evaluator | None = None,
+) -> tuple[PersonalRecord, bool]:
+    """Store one record with its due date; returns (record, created). Same id and same body:
+    the stored record, not created; same id and another body: RecordConflictError (409)."""
+    payload_hash = records.record_fingerprint(
+        keyring, fingerprint_body(body, {"subject_id": str(body.subject_id)})
+    )
+    if body.id is not None:
+        existing = session.get(PersonalRecord, body.id)
+        if existing is not None:
+            if existing.payload_hash != payload_hash:
+                raise records.RecordConflictError(f"record {body.id} exists with another body")
+            return existing, False
+    evaluator = evaluator or Evaluator(session, now=now)
+    version, decision = evaluator.decide(
+        policy=body.policy,
+        category=body.category,
+        subject_category=body.subject_category,
+        outcome=body.outcome,
+        source=body.source,
+        context=body.context,
+        collected_at=body.collected_at,
+    )
+    record, created = records.put_record(
+        session,
+        keyring=keyring,
+        record_id=body.id,
+        subject_id=body.subject_id,
+        policy=body.policy,
+        policy_version=version,
+        category=body.category,
+        subject_category=body.subject_category,
+        context=body.context,
+        outcome=body.outcome,
+        source=body.source,
+        collected_at=body.collected_at,
+        payload=body.payload,
+        payload_hash=payload_hash,
+        due=due_of(decision),
+        now=now,
+    )
+    if created:
+        audit.append(
+            session,
+            action=RECORD_INGESTED,
+            actor=actor,
+            now=now,
+            subject_id=record.subject_id,
+            target=f"record:{record.id}",
+            details=_record_details(record),
+        )
+    return record, created
+
+
+def _record_details(record: PersonalRecord) -> dict[str, Any]:
+    return {
+        "policy": record.policy,
+        "policy_version": record.policy_version,
+        "category": record.category,
+        "rule_id": record.rule_id,
+        "rule_version": record.rule_version,
+        "due_at": _utc(record.due_at) if record.due_at else None,
+    }
+
+
+# --- events --------------------------------------------------------------------------------------
+
+
+def record_event(
+    session: Session,
+    *,
+    type: str,
+    context: str,
+    occurred_at: datetime,
+    actor: str,
+    now: datetime,
+    batch_size: int = 1000,
+) -> BusinessEvent:
+    """Store a business event and recompute the due dates of every record it triggers.
+
+    A correction is a new event: the latest recorded one for (type, context) wins.
+    """
+    event = records.add_event(
+        session, type=type, context=context, occurred_at=occurred_at, actor=actor, now=now
+    )
+    event.affected_records = recompute_for_event(
+        session, event=event, now=now, batch_size=batch_size
+    )
+    session.add(event)
+    session.flush()
+    audit.append(
+        session,
+        action=EVENT_RECORDED,
+        actor=actor,
+        now=now,
+        target=f"event:{event.id}",
+        details={
+            "type": event.type,
+            "context": event.context,
+            "occurred_at": _utc(event.occurred_at),
+            "affected_records": event.affected_records,
+        },
+    )
+    log.info("records.event.recorded", event_id=str(event.id), affected=event.affected_records)
+    return event
+
+
+# --- key-encryption-key epochs ---------------------------------------------------------------
+
+
+def audit_kek_rotated(
+    session: Session, *, epoch: int, rewrapped: int, actor: str, now: datetime
+) -> None:
+    audit.append(
+        session,
+        action=KEK_ROTATED,
+        actor=actor,
+        now=now,
+        target=f"kek_epoch:{epoch}",
+        details={"epoch": epoch, "rewrapped": rewrapped},
+    )
+
+
+def destroy_expired_epochs(
+    session: Session,
+    *,
+    keyring: Keyring,
+    backup_window: timedelta,
+    actor: str,
+    now: datetime,
+) -> list[int]:
+    destroyed = records.destroy_expired_epochs(
+        session, keyring=keyring, now=now, backup_window=backup_window
+    )
+    for epoch in destroyed:
+        audit.append(
+            session,
+            action=KEK_EPOCH_DESTROYED,
+            actor=actor,
+            now=now,
+            target=f"kek_epoch:{epoch}",
+            details={"epoch": epoch, "backup_window_days": backup_window.days},
+        )
+    return destroyed
+
+
+# --- bulk import ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineError:
+    line: int
+    field: str
+    reason: str
+
+    def message(self) -> str:
+        return f"{self.field}: {self.reason}" if self.field else self.reason
+
+
+@dataclass
+class BatchResult:
+    imported: int = 0
+    record_ids: list[uuid.UUID] = field(default_factory=list)
+    failures: list[LineError] = field(default_factory=list)
+
+
+class ImportState:
+    """What an import run remembers across its batches (subjects resolved by e-mail)."""
+
+    def __init__(self, session: Session, *, keyring: Keyring, now: datetime) -> None:
+        self.keyring = keyring
+        self.now = now
+        self.evaluator = Evaluator(session, now=now)
+        self.subject_by_email: dict[str, uuid.UUID] = {}
+        # e-mail → stored subjects found by the batch's prefetch, not yet used by a line
+        self.matches: dict[str, list[uuid.UUID]] = {}
+        self.cache = records.KeyCache(keyring)
+
+    def rebind(self, session: Session) -> None:
+        """A new transaction (one per batch): keep the caches that stay true."""
+        self.evaluator.session = session
+
+    def trim(self, limit: int = 20_000) -> None:
+        """Keep memory flat on long imports: the caches only save work, the database decides."""
+        if len(self.subject_by_email) > limit:
+            self.subject_by_email.clear()
+            self.cache = records.KeyCache(self.keyring)
+        self.matches.clear()
+        self.evaluator.trim(limit)
+
+
+def _validation_error(line: int, exc: ValidationError) -> LineError:
+    # Name the field and the reason, never the value (it may be personal data).
+    err = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    return LineError(line, where, str(err.get("msg", "invalid")))
+
+
+def parse_ndjson_line(line_no: int, text: str) -> ImportLine | LineError:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return LineError(line_no, "", f"not JSON ({exc.msg} at column {exc.colno})")
+    return validate_line(line_no, raw)
+
+
+def validate_line(line_no: int, raw: Any) -> ImportLine | LineError:
+    if not isinstance(raw, dict):
+        return LineError(line_no, "", "a line must be a JSON object")
+    try:
+        line = ImportLine.model_validate(raw)
+    except ValidationError as exc:
+        return _validation_error(line_no, exc)
+    if (line.subject_id is None) == (line.subject is None):
+        return LineError(line_no, "subject", "give exactly one of subject_id or subject")
+    return line
+
+
+CSV_SUBJECT_PREFIX = "subject."
+CSV_PAYLOAD_PREFIX = "payload."
+
+
+def csv_row_to_line(row: Mapping[str, str | None]) -> dict[str, Any]:
+    """A CSV row as an import line: `subject.email`, `subject.name`… build the inline subject,
+    `payload` holds a JSON object or `payload.<key>` columns build one; empty cells are absent."""
+    line: dict[str, Any] = {}
+    subject: dict[str, Any] = {}
+    payload: dict[str, Any] = {}
+    for key, value in row.items():
+        if key is None or value is None or value == "":
+            continue
+        if key.startswith(CSV_SUBJECT_PREFIX):
+            subject[key[len(CSV_SUBJECT_PREFIX) :]] = value
+        elif key.startswith(CSV_PAYLOAD_PREFIX):
+            payload[key[len(CSV_PAYLOAD_PREFIX) :]] = value
+        elif key == "payload":
+            try:
+                payload.update(json.loads(value))
+            except (json.JSONDecodeError, TypeError, ValueError):
+                line["payload"] = "<not a JSON object>"
+        else:
+            line[key] = value
+    if subject:
+        line["subject"] = subject
+    if "payload" not in line:
+        line["payload"] = payload
+    return line
+
+
+def read_lines(stream: Iterable[str], *, fmt: str) -> Iterator[tuple[int, ImportLine | LineError]]:
+    """Parse NDJSON or CSV lazily: (line number, line or error). Blank lines are skipped."""
+    if fmt == "csv":
+        reader = csv.DictReader(stream)
+        for row in reader:
+            yield reader.line_num, validate_line(reader.line_num, csv_row_to_line(row))
+        return
+    for number, text in enumerate(stream, start=1):
+        if text.strip():
+            yield number, parse_ndjson_line(number, text)
+
+
+def batched(
+    items: Iterable[tuple[int, ImportLine | LineError]], size: int
+) -> Iterator[list[tuple[int, ImportLine | LineError]]]:
+    batch: list[tuple[int, ImportLine | LineError]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _derived_id(keyring: Keyring, fingerprint: dict[str, Any]) -> uuid.UUID:
+    digest = bytes.fromhex(records.record_fingerprint(keyring, {"id-of": fingerprint}))
+    return uuid.UUID(bytes=digest[:16], version=4)
+
+
+def _existing_subjects(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, bool]:
+    """id → erased? for the given ids that exist."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(col(Subject.id), col(Subject.erased_at)).where(col(Subject.id).in_(ids))
+    ).all()
+    return {r[0]: r[1] is not None for r in rows}
+
+
+def import_batch(
+    session: Session,
+    *,
+    state: ImportState,
+    lines: list[tuple[int, ImportLine | LineError]],
+    actor: str,
+    now: datetime,
+) -> BatchResult:
+    """Import one batch of parsed lines in the caller's transaction; bad lines are reported."""
+    keyring = state.keyring
+    result = BatchResult()
+    good: list[tuple[int, ImportLine, str, uuid.UUID]] = []
+    for number, parsed in lines:
+        if isinstance(parsed, LineError):
+            result.failures.append(parsed)
+            continue
+        if parsed.subject is not None:
+            ref: dict[str, Any] = {"email": records.normalise_email(parsed.subject.email)}
+        else:
+            ref = {"subject_id": str(parsed.subject_id)}
+        fingerprint = fingerprint_body(parsed, ref)
+        payload_hash = records.record_fingerprint(keyring, fingerprint)
+        record_id = parsed.id or _derived_id(keyring, fingerprint)
+        good.append((number, parsed, payload_hash, record_id))
+
+    # Replays and conflicts of record ids (within the batch and with stored records).
+    stored = (
+        dict(
+            session.execute(
+                select(col(PersonalRecord.id), col(PersonalRecord.payload_hash)).where(
+                    col(PersonalRecord.id).in_([g[3] for g in good])
+                )
+            ).all()
+        )
+        if good
+        else {}
+    )
+    fresh: list[tuple[int, ImportLine, str, uuid.UUID]] = []
+    for number, parsed, payload_hash, record_id in good:
+        known = stored.get(record_id)
+        if known is not None:
+            if known == payload_hash:
+                result.imported += 1  # a replay: already there, nothing to do
+            else:
+                result.failures.append(
+                    LineError(number, "id", "a record with this id exists with another body")
+                )
+            continue
+        stored[record_id] = payload_hash
+        fresh.append((number, parsed, payload_hash, record_id))
+
+    # Subjects: by id (must exist, not erased) or inline (found by e-mail, else created).
+    by_id = _existing_subjects(
+        session, {p.subject_id for _, p, _, _ in fresh if p.subject_id is not None}
+    )
+    unseen = {
+        records.normalise_email(p.subject.email) for _, p, _, _ in fresh if p.subject is not None
+    } - state.subject_by_email.keys()
+    state.matches.update(
+        records.find_subjects_by_emails(session, keyring=keyring, emails=unseen, cache=state.cache)
+    )
+    new_subjects: list[dict[str, Any]] = []
+    new_keys: list[dict[str, Any]] = []
+    new_subject_ids: list[uuid.UUID] = []
+    rows: list[dict[str, Any]] = []
+    for number, parsed, payload_hash, record_id in fresh:
+        try:
+            if parsed.subject_id is not None:
+                erased = by_id.get(parsed.subject_id)
+                if erased is None:
+                    raise LineFailure("subject_id", "no such subject")
+                if erased:
+                    raise LineFailure("subject_id", "the subject is erased")
+                subject_id = parsed.subject_id
+            else:
+                assert parsed.subject is not None
+                subject_id = _resolve_inline_subject(
+                    session,
+                    state=state,
+                    subject=parsed.subject,
+                    now=now,
+                    new_subjects=new_subjects,
+                    new_keys=new_keys,
+                    new_subject_ids=new_subject_ids,
+                )
+            version, decision = state.evaluator.decide(
+                policy=parsed.policy,
+                category=parsed.category,
+                subject_category=parsed.subject_category,
+                outcome=parsed.outcome,
+                source=parsed.source,
+                context=parsed.context,
+                collected_at=parsed.collected_at,
+            )
+            key_id, data_key = state.cache.get(session, subject_id)
+        except LineFailure as exc:
+            result.failures.append(LineError(number, exc.field, exc.reason))
+            continue
+        except DomainError as exc:
+            field_name = "policy" if exc.code == "unknown-policy" else ""
+            result.failures.append(LineError(number, field_name, exc.detail))
+            continue
+        due = due_of(decision)
+        rows.append(
+            {
+                "id": record_id,
+                "subject_id": subject_id,
+                "policy": parsed.policy,
+                "policy_version": version,
+                "category": parsed.category,
+                "subject_category": parsed.subject_category,
+                "context": parsed.context,
+                "outcome": parsed.outcome,
+                "source": parsed.source,
+                "collected_at": parsed.collected_at,
+                "payload": seal(
+                    data_key,
+                    key_id,
+                    records.canonical_json(parsed.payload),
+                    records.payload_binding(record_id, subject_id),
+                ),
+                "payload_hash": payload_hash,
+                "due_at": due.due_at,
+                "rule_id": due.rule_id,
+                "rule_version": due.rule_version,
+                "action": due.action,
+                "handover_to": due.handover_to,
+                "status": "active",
+                "restricted_at": None,
+                "restriction_ground": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        result.record_ids.append(record_id)
+
+    conn = session.connection()
+    if new_subjects:
+        conn.execute(insert(Subject.__table__), new_subjects)  # type: ignore[attr-defined]
+        conn.execute(insert(DataKey.__table__), new_keys)  # type: ignore[attr-defined]
+        audit.append(
+            session,
+            action=SUBJECT_CREATED,
+            actor=actor,
+            now=now,
+            target="import",
+            details={"subjects": [str(s) for s in new_subject_ids]},
+        )
+    if rows:
+        conn.execute(insert(PersonalRecord.__table__), rows)  # type: ignore[attr-defined]
+        audit.append(
+            session,
+            action=RECORD_INGESTED,
+            actor=actor,
+            now=now,
+            target="import",
+            details={"records": [str(r) for r in result.record_ids]},
+        )
+    result.imported += len(rows)
+    state.trim()
+    return result
+
+
+class LineFailure(Exception):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def _resolve_inline_subject(
+    session: Session,
+    *,
+    state: ImportState,
+    subject: SubjectCreate,
+    now: datetime,
+    new_subjects: list[dict[str, Any]],
+    new_keys: list[dict[str, Any]],
+    new_subject_ids: list[uuid.UUID],
+) -> uuid.UUID:
+    email = records.normalise_email(subject.email)
+    known = state.subject_by_email.get(email)
+    if known is not None:
+        return known
+    found = state.matches.get(email, [])
+    if len(found) > 1:
+        raise LineFailure("subject.email", "several subjects have this e-mail; give subject_id")
+    if found:
+        state.subject_by_email[email] = found[0]
+        return found[0]
+    built, key, plain = records.build_subject(
+        state.keyring,
+        email=email,
+        name=subject.name,
+        external_id=subject.external_id,
+        attributes=subject.attributes,
+        now=now,
+    )
+    new_subjects.append(
+        {
+            "id": built.id,
+            "identity": built.identity,
+            "email_index": built.email_index,
+            "external_id_index": built.external_id_index,
+            "created_at": now,
+            "updated_at": now,
+            "erased_at": None,
+        }
+    )
+    new_keys.append(
+        {
+            "id": key.id,
+            "subject_id": built.id,
+            "wrapped_key": key.wrapped_key,
+            "kek_epoch": key.kek_epoch,
+            "created_at": now,
+            "rewrapped_at": None,
+            "destroyed_at": None,
+        }
+    )
+    new_subject_ids.append(built.id)
+    state.subject_by_email[email] = built.id
+    state.cache.put(built.id, key.id, plain)
+    return built.id
+
+
+def iter_text_lines(data: bytes | str) -> Iterator[str]:
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    yield from io.StringIO(text)
+
+
+def validation_message(exc: InvalidInputError) -> str:
+    return exc.detail
