@@ -1,0 +1,228 @@
+"""The access and portability packages: every record held about the subject, decrypted, with the
+information the law requires beside it — streamed in batches, never loaded whole.
+
+The download is itself a disclosure to the subject and is audited (counts only).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import distinct, func, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+
+from audit_log import service as audit
+from dsr import otp
+from dsr.errors import PackageAccessError
+from dsr.models import DsrRequest, RequestStatus, RequestType
+from dsr.policy_info import PolicyCache, processing_information
+from dsr.service import EDPS_NOTE, DsrConfig
+from records import service as records
+from records.db import new_session
+from records.models import PersonalRecord
+
+BATCH = 500
+RIGHTS_TEXT = (
+    "You have the right to access your personal data, to have it rectified, to have it erased, "
+    "to restrict its processing, to object to its processing and, where the legal basis allows "
+    "it, to receive it in a machine-readable form (Regulation (EU) 2018/1725, Arts 17-24; "
+    "GDPR Arts 15-21). Contact the controller to exercise them, or the Data Protection Officer "
+    "in case of conflict."
+)
+_env = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    request_id: uuid.UUID
+    kind: str
+    subject_id: uuid.UUID
+    format: str
+    policies: tuple[str, ...]  # the processing records whose data is in the package
+    count: int
+
+
+def token_valid(request: DsrRequest, token: str | None, *, now: datetime) -> bool:
+    if not token or request.package_token_hash is None:
+        return False
+    if request.package_token_expires_at is None or now >= request.package_token_expires_at:
+        return False
+    import hmac
+
+    return hmac.compare_digest(otp.token_digest(token), request.package_token_hash)
+
+
+def plan(
+    session: Session, *, config: DsrConfig, request: DsrRequest, format: str, now: datetime
+) -> Plan:
+    kind = RequestType(request.type)
+    if kind not in (RequestType.access, RequestType.portability):
+        raise PackageAccessError("only access and portability requests have a package")
+    if request.subject_id is None:
+        raise PackageAccessError("no personal data is held for this request")
+    if request.status not in (RequestStatus.completed.value, RequestStatus.partial.value):
+        raise PackageAccessError("the package is ready once the request is processed")
+    if kind is RequestType.portability and format == "html":
+        raise PackageAccessError("a portability package is JSON or CSV")
+    held = [
+        str(p)
+        for p in session.execute(
+            select(distinct(col(PersonalRecord.policy))).where(
+                PersonalRecord.subject_id == request.subject_id  # type: ignore[arg-type]
+            )
+        ).scalars()
+    ]
+    if kind is RequestType.portability:
+        cache = PolicyCache(session)
+        held = [p for p in held if cache.allows(p, "portability")]
+    count = 0
+    if held:
+        count = int(
+            session.execute(
+                select(func.count())
+                .select_from(PersonalRecord)
+                .where(
+                    PersonalRecord.subject_id == request.subject_id,  # type: ignore[arg-type]
+                    PersonalRecord.policy.in_(held),  # type: ignore[attr-defined]
+                )
+            ).scalar_one()
+        )
+    return Plan(
+        request_id=request.id,
+        kind=kind.value,
+        subject_id=request.subject_id,
+        format=format,
+        policies=tuple(sorted(held)),
+        count=count,
+    )
+
+
+def record_download(
+    session: Session, *, request: DsrRequest, plan: Plan, actor: str, now: datetime
+) -> None:
+    audit.append(
+        session,
+        action="dsr.package.downloaded",
+        actor=actor,
+        now=now,
+        subject_id=request.subject_id,
+        target=f"dsr_request:{request.id}",
+        details={"format": plan.format, "records": plan.count},
+    )
+
+
+def _items(session: Session, config: DsrConfig, plan: Plan) -> Iterator[dict[str, Any]]:
+    cache = records.KeyCache(config.keyring)
+    wanted = set(plan.policies)
+    for batch in records.iter_record_batches(session, subject_id=plan.subject_id, batch_size=BATCH):
+        for record in batch:
+            if record.policy not in wanted:
+                continue
+            data = (
+                records.decrypt_payload(session, keyring=config.keyring, record=record, cache=cache)
+                if record.payload is not None
+                else None
+            )
+            yield {
+                "id": str(record.id),
+                "policy": record.policy,
+                "policy_version": record.policy_version,
+                "category": record.category,
+                "subject_category": record.subject_category,
+                "context": record.context,
+                "outcome": record.outcome,
+                "source": record.source or "provided by you",
+                "collected_at": record.collected_at.isoformat(),
+                "retention": {
+                    "rule_id": record.rule_id,
+                    "rule_version": record.rule_version,
+                    "due_at": record.due_at.isoformat() if record.due_at else None,
+                    "action": record.action,
+                },
+                "status": record.status,
+                "restricted": record.restricted_at is not None,
+                "restriction_ground": record.restriction_ground,
+                "data": data,
+            }
+
+
+def _header(session: Session, plan: Plan, now: datetime) -> dict[str, Any]:
+    cache = PolicyCache(session)
+    processing = []
+    for reference in plan.policies:
+        doc = cache.document(reference)
+        processing.append(
+            processing_information(doc) if doc else {"reference": reference, "unresolved": True}
+        )
+    return {
+        "request_id": str(plan.request_id),
+        "type": plan.kind,
+        "generated_at": now.isoformat(),
+        "subject_id": str(plan.subject_id),
+        "record_count": plan.count,
+        "processing": processing,
+        "your_rights": RIGHTS_TEXT,
+        "complaint": EDPS_NOTE,
+    }
+
+
+def render(engine: Engine, *, config: DsrConfig, plan: Plan, now: datetime) -> Iterator[bytes]:
+    """The package in `plan.format`, produced batch by batch in its own read session."""
+    with new_session(engine) as session:
+        header = _header(session, plan, now)
+        items = _items(session, config, plan)
+        if plan.format == "json":
+            head = json.dumps(header, ensure_ascii=False)
+            yield (head[:-1] + ', "records": [').encode()
+            first = True
+            for item in items:
+                yield (("" if first else ",") + json.dumps(item, ensure_ascii=False)).encode()
+                first = False
+            yield b"]}"
+        elif plan.format == "csv":
+            yield from _csv(items)
+        else:
+            template = _env.get_template("package.html")
+            for chunk in template.generate(header=header, records=items):
+                yield chunk.encode()
+
+
+def _csv(items: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    """One row per field: records of any shape fit one table."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(
+        ["record_id", "policy", "category", "context", "collected_at", "field", "value"]
+    )
+    for item in items:
+        for field, value in sorted((item["data"] or {}).items()):
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            writer.writerow(
+                [
+                    item["id"],
+                    item["policy"],
+                    item["category"],
+                    item["context"] or "",
+                    item["collected_at"],
+                    field,
+                    text,
+                ]
+            )
+        if buffer.tell() > 64_000:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()
