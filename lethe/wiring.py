@@ -59,8 +59,60 @@ def build_wiring(
     wiring.state["audit_signer"] = NoteSigner.load_or_create(
         settings.effective_audit_key_file, settings.audit_log_origin
     )
+    # The scheduler first, so that every domain wired after it can add its jobs
+    # (`wiring.state["scheduler"].add(JobSpec(...))`); it only starts when `scheduler` is True.
+    _wire_retention(wiring, scheduler=scheduler)
     _wire_dsr(wiring)
     return wiring
+
+
+def _wire_retention(wiring: Wiring, *, scheduler: bool) -> None:
+    """Disposition runs (purge context, certificate signer) and the job scheduler."""
+    from records.crypto import Keyring as _Keyring
+    from retention import jobs
+    from retention.purge import PurgeConfig, PurgeContext
+
+    s = wiring.settings
+    keyring: _Keyring = wiring.state["keyring"]
+
+    def epoch_started() -> Any:
+        current = keyring.current_epoch
+        return next((e.created_at for e in keyring.epochs() if e.epoch == current), None)
+
+    ctx = PurgeContext(
+        config=PurgeConfig(
+            batch_size=s.purge_batch_size,
+            anomaly_factor=s.purge_anomaly_factor,
+            anomaly_floor=s.purge_anomaly_floor,
+            kek_rotation_days=s.kek_rotation_days,
+            kek_backup_window_days=s.kek_backup_window_days,
+        ),
+        signer=wiring.state["audit_signer"],
+        keyring_epoch_created_at=epoch_started,
+    )
+    wiring.state["purge_context"] = ctx
+    sched = jobs.JobScheduler(wiring.engine)
+    sched.add(
+        jobs.purge_job_spec(wiring.engine, ctx=ctx, cron=s.purge_cron, timezone=s.purge_timezone)
+    )
+    sched.add(
+        jobs.JobSpec(
+            id=jobs.KEY_EPOCH_JOB,
+            trigger=jobs.interval_trigger(days=1),
+            run=lambda now: jobs.rotate_key_epochs(
+                wiring.engine,
+                keyring=keyring,
+                now=now,
+                rotation_days=s.kek_rotation_days,
+                backup_window_days=s.kek_backup_window_days,
+            ),
+            min_gap=timedelta(hours=12),
+        )
+    )
+    wiring.state["scheduler"] = sched
+    if scheduler:
+        wiring.on_start.append(sched.start)
+        wiring.on_stop.append(sched.stop)
 
 
 def _wire_dsr(wiring: Wiring) -> None:

@@ -32,8 +32,13 @@ from sqlalchemy import Connection, insert, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from records import service as records
+from records.crypto import Keyring
 from records.db import unit_of_work, utc_now
+from records.http import Actor
+from retention import purge
 from retention.models import JobLease
+from retention.purge import PurgeContext
 
 log = structlog.get_logger(__name__)
 
@@ -229,3 +234,79 @@ def next_fire_after(trigger: BaseTrigger, moment: datetime) -> datetime | None:
     """The first fire time strictly after `moment`."""
     fire: datetime | None = trigger.get_next_fire_time(None, moment + timedelta(microseconds=1))
     return None if fire is None else fire.astimezone(UTC)
+
+
+def rotate_key_epochs(
+    engine: Engine,
+    *,
+    keyring: Keyring,
+    now: datetime,
+    rotation_days: int,
+    backup_window_days: int,
+    actor: str = f"job:{KEY_EPOCH_JOB}",
+    batch_size: int = 1000,
+) -> tuple[int | None, list[int]]:
+    """Start a new KEK epoch when the current one is `rotation_days` old, rewrap live data keys
+    under it, and destroy retired epochs older than the backup window (DESIGN §4).
+
+    Destroying an epoch is what makes crypto-shredded data unreadable in backups too. Returns
+    (the new epoch or None, the destroyed epochs). Resumable: rewrapping picks up where it was.
+    """
+    from retention import ingest
+
+    keyring.reload()
+    current = next(e for e in keyring.epochs() if e.epoch == keyring.current_epoch)
+    new_epoch: int | None = None
+    if current.created_at + timedelta(days=rotation_days) <= now:
+        new_epoch = keyring.rotate(now=now)
+    rewrapped = 0
+    after: uuid.UUID | None = None
+    while True:
+        with unit_of_work(engine) as session:
+            result = records.rewrap_batch(
+                session, keyring=keyring, now=now, after=after, batch_size=batch_size
+            )
+        rewrapped += result.rewrapped
+        if result.rewrapped == 0 or result.last_id is None:
+            break
+        after = result.last_id
+    with unit_of_work(engine) as session:
+        if new_epoch is not None:
+            ingest.audit_kek_rotated(
+                session, epoch=new_epoch, rewrapped=rewrapped, actor=actor, now=now
+            )
+        destroyed = ingest.destroy_expired_epochs(
+            session,
+            keyring=keyring,
+            backup_window=timedelta(days=backup_window_days),
+            actor=actor,
+            now=now,
+        )
+    return new_epoch, destroyed
+
+
+def purge_job_spec(engine: Engine, *, ctx: PurgeContext, cron: str, timezone: str) -> JobSpec:
+    """The nightly purge. Its horizon is the next scheduled run: what falls due before then is
+    acted on tonight, so nothing outlives its maximum (DESIGN §5, "no overstay")."""
+    trigger = cron_trigger(cron, timezone)
+
+    def run(now: datetime) -> None:
+        horizon = next_fire_after(trigger, now) or now
+        purge.purge(
+            engine,
+            dry_run=False,
+            trigger="scheduled",
+            actor=Actor(id=f"job:{PURGE_JOB}"),
+            clock=utc_now,
+            ctx=ctx,
+            horizon=horizon,
+        )
+
+    # Another process firing the same night a little later must not run it again.
+    return JobSpec(
+        id=PURGE_JOB,
+        trigger=trigger,
+        run=run,
+        min_gap=timedelta(hours=1),
+        lease_ttl=timedelta(hours=6),
+    )

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, text, tuple_
+from sqlalchemy import and_, delete, exists, func, insert, select, text, tuple_
 from sqlalchemy import update as sa_update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
@@ -46,7 +46,29 @@ ELIGIBLE = (RecordStatus.active.value, RecordStatus.handed_over.value)
 KEY_DESTROYED_NOTE = "subject_key_destroyed"
 COUNT_KEYS = ("deleted", "anonymised", "handed_over", "skipped_hold", "failed")
 
-HandoverDue = Callable[[Session, PersonalRecord, str, datetime], records.Due | None]
+# (policy version, due) under the receiving record, or None when that record is not resolvable.
+HandoverDue = Callable[[Session, PersonalRecord, str, datetime], tuple[int, records.Due] | None]
+
+
+def handover_due(
+    session: Session, record: PersonalRecord, target: str, now: datetime
+) -> tuple[int, records.Due] | None:
+    """The record's due date re-decided under the processing record it is handed over to."""
+    from retention import due as due_dates
+
+    try:
+        version, decision = due_dates.Evaluator(session, now=now).decide(
+            policy=target,
+            category=record.category,
+            subject_category=record.subject_category,
+            outcome=record.outcome,
+            source=record.source,
+            context=record.context,
+            collected_at=record.collected_at,
+        )
+    except due_dates.UnknownPolicyError:
+        return None
+    return version, due_dates.due_of(decision)
 
 
 @dataclass(frozen=True)
@@ -68,7 +90,7 @@ class PurgeContext:
     signer: Any | None = None  # audit_log.signing.NoteSigner (duck-typed: sign(), verifier_key())
     # Recomputes the due date of a record handed over to another processing record; None means
     # "not resolvable": the record is kept and flagged to the DPO.
-    handover_due: HandoverDue | None = None
+    handover_due: HandoverDue | None = handover_due
     # Called after each committed batch (tests place holds mid-run; the CLI draws progress).
     on_batch: Callable[[PurgeRun, int], None] | None = None
     # Audit checkpoint after each run (audit_log's function, wired by lethe).
@@ -437,25 +459,41 @@ def _act(
         )
     for record in plan.get(ItemOutcome.handed_over, []):
         target = record.handover_to
-        due = None
+        decided = None
         if target and ctx.handover_due is not None:
-            due = ctx.handover_due(session, record, target, now)
-        notes[record.id] = f"to:{target}" + ("" if due and due.due_at else ";unresolved")
+            decided = ctx.handover_due(session, record, target, now)
+        if decided is None:
+            # DESIGN §3: data handed over to a record not in the registry is kept and flagged
+            # to the DPO (retention report), never silently deleted.
+            notes[record.id] = f"to:{target};unresolved"
+            values: dict[str, Any] = {
+                "policy_version": None,
+                "due_at": None,
+                "rule_id": None,
+                "rule_version": None,
+                "action": None,
+                "handover_to": None,
+            }
+        else:
+            version, due = decided
+            notes[record.id] = f"to:{target};v{version}"
+            values = {
+                "policy_version": version,
+                "due_at": due.due_at,
+                "rule_id": due.rule_id,
+                "rule_version": due.rule_version,
+                "action": due.action,
+                "handover_to": due.handover_to,
+            }
         session.execute(
             sa_update(table)
-            .where(table.c.id == bindparam("rid"))
+            .where(table.c.id == record.id)
             .values(
                 policy=target or record.policy,
-                policy_version=None if due is None else record.policy_version,
                 status=RecordStatus.handed_over.value,
-                due_at=None if due is None else due.due_at,
-                rule_id=None if due is None else due.rule_id,
-                rule_version=None if due is None else due.rule_version,
-                action=None if due is None else due.action,
-                handover_to=None if due is None else due.handover_to,
                 updated_at=now,
-            ),
-            {"rid": record.id},
+                **values,
+            )
         )
 
 
