@@ -35,7 +35,7 @@ dates = st.dates(min_value=date(1900, 1, 1), max_value=date(2200, 12, 31))
 month_counts = st.integers(min_value=0, max_value=600)
 
 
-# --- the duration type -------------------------------------------------------------------
+# --- the duration type ---
 
 
 @pytest.mark.parametrize(
@@ -250,7 +250,7 @@ def test_regulation_periods_across_dst_changes_still_end_at_midnight() -> None:
     assert autumn == datetime(2025, 10, 26, 23, 0, tzinfo=UTC)  # 27 Oct 00:00 CET
 
 
-# --- working days and request deadlines ------------------------------------------------------
+# --- working days and request deadlines ---
 
 
 def test_roll_moves_past_weekends_and_holidays() -> None:

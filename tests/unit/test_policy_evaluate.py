@@ -223,7 +223,7 @@ def test_every_rule_of_the_registry_binds_some_record(doc: PolicyDocument) -> No
     assert bound == {rule.id for rule in doc.rules}
 
 
-# --- resolution between rules, on small documents ----------------------------------------------
+# --- resolution between rules, on small documents ---
 
 
 def _policy(reference: str, rules: list[dict[str, Any]], **extra: Any) -> PolicyDocument:
