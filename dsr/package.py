@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import distinct, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -80,9 +80,11 @@ def plan(
     held = [
         str(p)
         for p in session.execute(
-            select(distinct(col(PersonalRecord.policy))).where(
+            select(col(PersonalRecord.policy))
+            .where(
                 PersonalRecord.subject_id == request.subject_id  # type: ignore[arg-type]
             )
+            .distinct()
         ).scalars()
     ]
     if kind is RequestType.portability:

@@ -160,8 +160,13 @@ def _clean_changes(type_: RequestType, changes: dict[str, Any] | None) -> dict[s
         if not changes:
             raise InvalidRequestError("a rectification request needs `changes`")
         return changes
+    if type_ is RequestType.restriction and changes:
+        # the ground (Art. 20(1) a-d) and, for contested accuracy, the contested fields
+        if not set(changes) <= {"ground", "fields"}:
+            raise InvalidRequestError("restriction `changes` takes only `ground` and `fields`")
+        return changes
     if changes:
-        raise InvalidRequestError("`changes` is only for rectification requests")
+        raise InvalidRequestError("`changes` is only for rectification and restriction")
     return None
 
 
