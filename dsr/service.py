@@ -23,7 +23,9 @@ import structlog
 from sqlalchemy import delete, func, select
 from sqlmodel import Session
 
+from audit_log import checkpoints
 from audit_log import service as audit
+from audit_log.signing import NoteSigner
 from dsr import otp
 from dsr.deadlines import DUE_SOON_DAYS, InstitutionCalendar
 from dsr.errors import (
@@ -72,6 +74,8 @@ class DsrConfig:
     intake_rate_per_hour: int = 10
     package_token_ttl: timedelta = timedelta(minutes=60)
     public_base_url: str = "http://127.0.0.1:8000"
+    # Signs a checkpoint after each request completion (DESIGN §7); None: left to the job.
+    signer: NoteSigner | None = None
 
 
 @dataclass(frozen=True)
@@ -538,6 +542,9 @@ def close(
         target=f"dsr_request:{request.id}",
         details={"type": request.type, "outcome": outcome.value, **_audit_safe(details)},
     )
+    if config.signer is not None:
+        session.flush()
+        checkpoints.make_checkpoint(session, signer=config.signer, now=now)
     log.info("dsr.request.closed", request_id=str(request.id), outcome=outcome.value)
     return request
 

@@ -145,6 +145,7 @@ def _wire_dsr(wiring: Wiring) -> None:
         intake_rate_per_hour=s.intake_rate_per_hour,
         package_token_ttl=timedelta(minutes=s.package_token_minutes),
         public_base_url=s.public_base_url,
+        signer=wiring.state["audit_signer"],
     )
     overdue = Gauge(
         "lethe_dsr_requests_overdue",
