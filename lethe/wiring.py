@@ -59,6 +59,7 @@ def build_wiring(
     wiring.state["audit_signer"] = NoteSigner.load_or_create(
         settings.effective_audit_key_file, settings.audit_log_origin
     )
+    wiring.state["checkpoint_public"] = settings.checkpoint_public
     # The scheduler first, so that every domain wired after it can add its jobs
     # (`wiring.state["scheduler"].add(JobSpec(...))`); it only starts when `scheduler` is True.
     _wire_retention(wiring, scheduler=scheduler)
