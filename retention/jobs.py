@@ -297,7 +297,8 @@ def purge_job_spec(engine: Engine, *, ctx: PurgeContext, cron: str, timezone: st
             dry_run=False,
             trigger="scheduled",
             actor=Actor(id=f"job:{PURGE_JOB}"),
-            clock=utc_now,
+            # The job's own instant: the scheduler's fire time (or a test's frozen clock).
+            clock=lambda: now,
             ctx=ctx,
             horizon=horizon,
         )
