@@ -116,6 +116,12 @@ def matches(
     return True
 
 
+def _same_context(match: str, event_context: str | None, record_context: str | None) -> bool:
+    # A record without a context is never triggered by context: a context-less event must not
+    # reach every context-less record.
+    return match == "any" or (record_context is not None and event_context == record_context)
+
+
 def _trigger_instant(
     rule: RetentionRule,
     *,
@@ -135,7 +141,7 @@ def _trigger_instant(
         hits = [
             e
             for e in known
-            if e.type == trigger.event and (trigger.match == "any" or e.context == context)
+            if e.type == trigger.event and _same_context(trigger.match, e.context, context)
         ]
         if not hits:
             return None
@@ -147,7 +153,7 @@ def _trigger_instant(
     starts += [
         e.occurred_at
         for e in known
-        if e.type in trigger.reset_events and (trigger.match == "any" or e.context == context)
+        if e.type in trigger.reset_events and _same_context(trigger.match, e.context, context)
     ]
     present = [s for s in starts if s is not None]
     return max(present) if present else None

@@ -89,6 +89,13 @@ def test_an_event_of_another_call_does_not_trigger(doc: PolicyDocument) -> None:
     assert d.due_at is None
 
 
+def test_a_record_without_context_is_not_triggered_by_a_context_less_event(
+    doc: PolicyDocument,
+) -> None:
+    stray = KnownEvent("call.closed", None, CLOSED, CLOSED)
+    assert run(doc, context=None, events=[stray]).due_at is None
+
+
 def test_a_trigger_in_the_future_gives_a_due_date_already(doc: PolicyDocument) -> None:
     future_close = datetime(2024, 9, 30, 10, 0, tzinfo=UTC)
     d = run(doc, events=[closed(future_close, recorded=NOW)], now=NOW)
@@ -156,16 +163,22 @@ def test_survey_answers_wait_for_the_questionnaire_with_an_alarm(doc: PolicyDocu
 
 def test_external_accounts_slide_with_activity(doc: PolicyDocument) -> None:
     created = datetime(2023, 1, 10, 8, 0, tzinfo=UTC)
-    active = KnownEvent("account.activity", "account", datetime(2024, 5, 2, 7, tzinfo=UTC), NOW)
+    account = "eusurvey-account:7d0c"
+    active = KnownEvent("account.activity", account, datetime(2024, 5, 2, 7, tzinfo=UTC), NOW)
+    someone_else = KnownEvent(
+        "account.activity", "eusurvey-account:99aa", datetime(2024, 5, 20, tzinfo=UTC), NOW
+    )
     kw: dict[str, Any] = {
         "category": "user_account",
         "subject_category": "external_user",
         "outcome": None,
-        "context": None,
+        "context": account,
         "collected_at": created,
     }
     assert run(doc, **kw).due_at == datetime(2025, 1, 10, 23, 0, tzinfo=UTC)
-    assert run(doc, events=[active], **kw).due_at == datetime(2026, 5, 2, 22, 0, tzinfo=UTC)
+    assert run(doc, events=[active, someone_else], **kw).due_at == datetime(
+        2026, 5, 2, 22, 0, tzinfo=UTC
+    )
     later = KnownEvent(
         "account.activity",
         "account",
@@ -181,11 +194,17 @@ def test_eu_staff_accounts_are_kept_while_staff_then_reviewed(doc: PolicyDocumen
         "category": "user_account",
         "subject_category": "eu_staff_user",
         "outcome": None,
-        "context": None,
+        "context": "eusurvey-account:51b2",
     }
     assert run(doc, **kw).due_at is None
-    left = KnownEvent("staff.left", None, datetime(2024, 5, 31, 15, tzinfo=UTC), NOW)
-    d = run(doc, events=[left], **kw)
+    left = KnownEvent(
+        "staff.left", "eusurvey-account:51b2", datetime(2024, 5, 31, 15, tzinfo=UTC), NOW
+    )
+    colleague = KnownEvent(
+        "staff.left", "eusurvey-account:0e4f", datetime(2024, 4, 2, tzinfo=UTC), NOW
+    )
+    assert run(doc, events=[colleague], **kw).due_at is None
+    d = run(doc, events=[left, colleague], **kw)
     assert (d.action, d.due_at) == ("review", datetime(2024, 5, 31, 22, 0, tzinfo=UTC))
 
 
@@ -207,14 +226,18 @@ def test_data_no_rule_covers_is_kept_and_says_so(doc: PolicyDocument) -> None:
 
 
 def test_every_rule_of_the_registry_binds_some_record(doc: PolicyDocument) -> None:
-    staff_left = KnownEvent("staff.left", None, CLOSED, CLOSED)
+    staff_left = KnownEvent("staff.left", CALL, CLOSED, CLOSED)
     cases: list[dict[str, Any]] = [
         {"outcome": "not_selected"},
         {"outcome": "not_invited"},
         {"outcome": "invited"},
         {"outcome": None},
         {"category": "survey_answers", "outcome": None},
-        {"category": "user_account", "subject_category": "eu_staff_user", "events": [staff_left]},
+        {
+            "category": "user_account",
+            "subject_category": "eu_staff_user",
+            "events": [staff_left, closed()],
+        },
         {"category": "user_account", "subject_category": "external_user"},
         {"category": "analytics"},
         {"category": "sysper_application"},
