@@ -1,0 +1,131 @@
+"""The notifier: real SMTP delivery to a local aiosmtpd server, and the development outbox whose
+log line never carries the code or the address."""
+
+from __future__ import annotations
+
+import email
+import io
+import re
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from dsr.errors import NotificationError
+from dsr.notifier import Email, SmtpNotifier
+from lethe.app import create_app
+from lethe.logging import configure_logging
+from lethe.settings import Settings
+from records.db import utc_now
+
+CANARY = "smtp.canary-5521@example.org"
+
+
+@dataclass
+class Mailbox:
+    host: str
+    port: int
+    messages: list[Message] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 Message accepted for delivery"
+
+    def code_for(self, request_id: str) -> str:
+        for body in self.bodies_for(request_id):
+            found = re.search(r"confirmation code is (\d{6})", body)
+            if found:
+                return found.group(1)
+        raise AssertionError("no code delivered")
+
+    def bodies_for(self, request_id: str) -> list[str]:
+        return [body(m) for m in self.messages if m["X-Lethe-Request"] == request_id]
+
+
+def body(message: Message) -> str:
+    raw = message.get_payload(decode=True)
+    assert isinstance(raw, bytes)
+    return raw.decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox(host="127.0.0.1", port=_free_port())
+    controller = Controller(box, hostname=box.host, port=box.port)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_settings(settings: Settings, mailbox: Mailbox) -> Settings:
+    return settings.model_copy(
+        update={"smtp_host": mailbox.host, "smtp_port": mailbox.port, "smtp_from": "dpo@lethe.test"}
+    )
+
+
+def test_smtp_notifier_delivers_a_message(mailbox: Mailbox, session: Session) -> None:
+    notifier = SmtpNotifier(host=mailbox.host, port=mailbox.port, sender="lethe@lethe.test")
+    rid = uuid.uuid4()
+    notifier.send_email(
+        session, Email(to=CANARY, subject="Hello", body="Body text", request_id=rid), now=utc_now()
+    )
+    [message] = mailbox.messages
+    assert message["To"] == CANARY
+    assert message["From"] == "lethe@lethe.test"
+    assert message["X-Lethe-Request"] == str(rid)
+    assert "Body text" in body(message)
+
+
+def test_smtp_failure_is_a_503_domain_error_without_the_address(session: Session) -> None:
+    notifier = SmtpNotifier(host="127.0.0.1", port=_free_port(), timeout=2)
+    with pytest.raises(NotificationError) as caught:
+        notifier.send_email(session, Email(to=CANARY, subject="s", body="b"), now=utc_now())
+    assert caught.value.status == 503
+    assert CANARY not in caught.value.detail
+
+
+def test_intake_sends_the_code_over_smtp_and_it_verifies(
+    smtp_settings: Settings, mailbox: Mailbox
+) -> None:
+    with TestClient(create_app(smtp_settings)) as client:
+        rid = client.post("/v1/requests", json={"type": "access", "email": CANARY}).json()["id"]
+        code = mailbox.code_for(rid)
+        assert code not in client.get(f"/v1/requests/{rid}/status", params={"code": "x"}).text
+        verified = client.post(f"/v1/requests/{rid}/verify", json={"code": code})
+    assert verified.json() == {"status": "verified"}
+    assert mailbox.messages[0]["To"] == CANARY
+
+
+def test_outbox_log_line_carries_neither_code_nor_address(
+    settings: Settings, engine: Engine
+) -> None:
+    app = create_app(settings)
+    buffer = io.StringIO()
+    configure_logging("INFO", "json", stream=buffer)
+    with TestClient(app) as client:
+        rid = client.post("/v1/requests", json={"type": "access", "email": CANARY}).json()["id"]
+    from tests.integration.test_requests import code_of
+
+    code = code_of(engine, rid)
+    written = buffer.getvalue()
+    assert "dsr.notification.queued" in written
+    assert code not in written
+    assert CANARY not in written
