@@ -1,3 +1,84 @@
-from fastapi import APIRouter
+"""Audit trail API: the latest signed checkpoint, the public key, entries and proofs."""
 
-router = APIRouter()
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
+
+from audit_log import checkpoints, proofs
+from audit_log.schemas import ConsistencyProofOut, EntryOut, InclusionProofOut
+from audit_log.signing import NoteSigner
+from records.errors import ForbiddenError, UnauthenticatedError
+from records.http import Actor, Role, SessionDep, optional_actor, public, requires
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+AUDITORS = [Depends(requires(Role.auditor, Role.dpo))]
+CHECKPOINT_READERS = (Role.auditor, Role.dpo)
+
+
+def signer_of(request: Request) -> NoteSigner:
+    signer: NoteSigner = request.app.state.audit_signer
+    return signer
+
+
+@router.get(
+    "/checkpoint",
+    dependencies=[Depends(public)],
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def latest_checkpoint(
+    request: Request,
+    session: SessionDep,
+    actor: Annotated[Actor | None, Depends(optional_actor)],
+) -> PlainTextResponse:
+    """The latest C2SP signed note; open to all unless `checkpoint_public` is false."""
+    if not getattr(request.app.state, "checkpoint_public", True):
+        if actor is None:
+            raise UnauthenticatedError("a valid API key is required (Authorization: Bearer …)")
+        if actor.role not in CHECKPOINT_READERS:
+            raise ForbiddenError("this API key's role may not use this endpoint")
+    note = checkpoints.latest_or_404(session).note
+    return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
+
+
+@router.get(
+    "/public-key",
+    dependencies=[Depends(public)],
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def public_key(request: Request) -> PlainTextResponse:
+    """The note verifier key `name+hash+base64` that checks every checkpoint."""
+    return PlainTextResponse(signer_of(request).verifier_key())
+
+
+@router.get("/entries", dependencies=AUDITORS, response_model=list[EntryOut])
+def list_entries(
+    session: SessionDep,
+    start: Annotated[int, Query(ge=0)] = 0,
+    end: Annotated[int | None, Query(ge=0)] = None,
+) -> list[EntryOut]:
+    """Entries [start, end) (at most 1000); `body` is the exact string hashed into the leaf."""
+    return proofs.entries(session, start=start, end=end)
+
+
+@router.get("/proofs/inclusion", dependencies=AUDITORS, response_model=InclusionProofOut)
+def inclusion_proof(
+    session: SessionDep,
+    index: Annotated[int, Query(ge=0)],
+    size: Annotated[int, Query(ge=1)],
+) -> InclusionProofOut:
+    return proofs.inclusion(session, index=index, size=size)
+
+
+@router.get("/proofs/consistency", dependencies=AUDITORS, response_model=ConsistencyProofOut)
+def consistency_proof(
+    session: SessionDep,
+    first: Annotated[int, Query(ge=1)],
+    second: Annotated[int, Query(ge=1)],
+) -> ConsistencyProofOut:
+    return proofs.consistency(session, first=first, second=second)

@@ -69,6 +69,13 @@ def entry_body(
     return canonical.dumps(value)
 
 
+def lock_writer(session: Session) -> None:
+    """Serialise with every other audit writer until this transaction ends."""
+    begin_write(session)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+
+
 def _current_transaction(session: Session) -> SessionTransaction | None:
     # The innermost transaction: a rolled-back savepoint must not leave a cached index behind.
     return session.get_nested_transaction() or session.get_transaction()
@@ -80,9 +87,7 @@ def _next_index(session: Session) -> int:
     cached = session.info.get(_NEXT)
     if transaction is not None and cached is not None and cached[0]() is transaction:
         return int(cached[1])
-    begin_write(session)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+    lock_writer(session)
     last = session.execute(select(func.max(AuditEntry.idx))).scalar_one_or_none()
     return 0 if last is None else int(last) + 1
 

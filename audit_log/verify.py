@@ -1,0 +1,154 @@
+"""`lethe audit verify` over the database, and `lethe audit export` for offline verification.
+
+The core checks (dense index, canonical bodies, signatures, roots, forks, truncation, witness)
+are those of `audit_log.standalone_verify`, which an auditor runs on an export: both give the
+same verdict. Over the database this also checks what only the database holds: the query
+columns and cached leaf hash of each entry against its body, each checkpoint's columns against
+its signed note, and the stored subtrees that proofs are built from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+from sqlmodel import select as select_model
+
+from audit_log import checkpoints, service, standalone_verify
+from audit_log.models import AuditEntry, AuditSubtree
+from audit_log.standalone_verify import Report, TreeChecker, VerifyError
+from audit_log.tree import MIN_LEVEL
+
+Progress = Callable[[int], None]
+_BATCH = 5000
+
+
+def _entry_rows(
+    session: Session, report: Report, progress: Progress | None
+) -> Iterator[list[tuple[int, str]]]:
+    columns = (
+        col(AuditEntry.idx),
+        col(AuditEntry.body),
+        col(AuditEntry.leaf_hash),
+        col(AuditEntry.created_at),
+        col(AuditEntry.action),
+        col(AuditEntry.actor),
+        col(AuditEntry.subject_id),
+        col(AuditEntry.target),
+    )
+    result = session.execute(
+        select(*columns).order_by(col(AuditEntry.idx)).execution_options(yield_per=_BATCH)
+    )
+    add = report.problems.append
+    sha = hashlib.sha256
+    for batch in result.partitions():
+        rows: list[tuple[int, str]] = []
+        for idx, body, leaf, at, action, actor, subject_id, target in batch:
+            rows.append((idx, body))
+            if sha(b"\x00" + body.encode()).digest() != bytes(leaf):
+                add(f"entry {idx}: its stored leaf hash does not match its body (edited)")
+            try:
+                value = json.loads(body)
+                same = (
+                    value.get("at") == service.format_time(at)
+                    and value.get("action") == action
+                    and value.get("actor") == actor
+                    and value.get("subject") == (str(subject_id) if subject_id else None)
+                    and value.get("target") == target
+                )
+            except (ValueError, AttributeError):
+                continue  # the shared checks report a body that is not canonical JSON
+            if not same:
+                add(f"entry {idx}: its columns do not match its body (edited)")
+        if progress is not None:
+            progress(len(rows))
+        yield rows
+
+
+def _check_subtrees(session: Session, checker: TreeChecker, report: Report) -> None:
+    computed: dict[tuple[int, int], bytes] = {}
+    level, hashes = MIN_LEVEL, checker.chunk_roots
+    while hashes:
+        for i, h in enumerate(hashes):
+            computed[(level, i << level)] = h
+        it = iter(hashes[: len(hashes) - len(hashes) % 2])
+        hashes = [hashlib.sha256(b"\x01" + a + b).digest() for a, b in zip(it, it, strict=True)]
+        level += 1
+    for stored in session.exec(select_model(AuditSubtree)):
+        if computed.get((stored.level, stored.start)) != bytes(stored.hash):
+            report.problems.append(
+                f"stored subtree of {1 << stored.level} entries from {stored.start} does not "
+                "match the entries (proofs would be wrong)"
+            )
+
+
+def verify_database(
+    session: Session,
+    *,
+    verifier_key: str,
+    origin: str,
+    witness_dir: Path | None,
+    update_witness: bool = True,
+    progress: Progress | None = None,
+) -> Report:
+    """Verify the whole trail; on success, record the newest checkpoint in `witness_dir`."""
+    stored = checkpoints.all_in_order(session)
+    report = Report()
+    for n, cp in enumerate(stored, 1):
+        try:
+            opened = standalone_verify.open_checkpoint(cp.note, verifier_key)
+        except ValueError:
+            continue  # the shared checks report it
+        if opened.size != cp.size or opened.root != bytes(cp.root_hash):
+            report.problems.append(
+                f"checkpoint #{n}: its size or root column differs from its signed note (edited)"
+            )
+    checker = TreeChecker(())
+    try:
+        shared = standalone_verify.verify(
+            _entry_rows(session, report, progress),
+            [cp.note for cp in stored],
+            verifier_key,
+            origin=origin,
+            witness_dir=witness_dir,
+            checker=checker,
+        )
+    except VerifyError as exc:
+        report.problems.append(str(exc))
+        return report
+    _check_subtrees(session, checker, report)
+    shared.problems = shared.problems + report.problems
+    if witness_dir is not None and update_witness and not shared.problems:
+        standalone_verify.update_witness(witness_dir, shared, verifier_key)
+    return shared
+
+
+def export(session: Session, out: TextIO, *, verifier_key: str, origin: str) -> int:
+    """Write the export `standalone_verify.py` reads; returns the number of entries."""
+    header = {
+        "format": standalone_verify.EXPORT_FORMAT,
+        "origin": origin,
+        "public_key": verifier_key,
+        "size": service.size(session),
+    }
+    out.write(json.dumps(header, sort_keys=True) + "\n")
+    result = session.execute(
+        select(col(AuditEntry.idx), col(AuditEntry.body))
+        .order_by(col(AuditEntry.idx))
+        .execution_options(yield_per=_BATCH)
+    )
+    count = 0
+    for batch in result.partitions():
+        out.writelines(
+            json.dumps({"index": idx, "body": body}, ensure_ascii=False) + "\n"
+            for idx, body in batch
+        )
+        count += len(batch)
+    for cp in checkpoints.all_in_order(session):
+        out.write(json.dumps({"checkpoint": cp.note}, ensure_ascii=False) + "\n")
+    return count
