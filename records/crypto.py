@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -193,6 +194,8 @@ class Keyring:
         self._index_root = index_root
         self._lock = threading.RLock()
         self._purpose_keys: dict[str, bytes] = {}
+        self._mtime = self._file_mtime()
+        self._checked_at = time.monotonic()
 
     # --- construction ------------------------------------------------------------------------
 
@@ -255,6 +258,14 @@ class Keyring:
             "epochs": [self._epochs[n].to_json() for n in sorted(self._epochs)],
         }
 
+    def _file_mtime(self) -> int | None:
+        if self.path is None:
+            return None
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return None
+
     def reload(self) -> None:
         if self.path is None:
             return
@@ -262,10 +273,21 @@ class Keyring:
         with self._lock:
             self._epochs = fresh._epochs
             self._current = fresh._current
+            self._mtime = self._file_mtime()
+
+    def _follow_file(self) -> None:
+        """Pick up a rotation made by another process (at most one stat a second), so new data
+        keys are wrapped under the current epoch everywhere."""
+        if self.path is None or time.monotonic() - self._checked_at < 1.0:
+            return
+        self._checked_at = time.monotonic()
+        if self._file_mtime() != self._mtime:
+            self.reload()
 
     def _save(self) -> None:
         if self.path is not None:
             _replace(self.path, self._to_json())
+            self._mtime = self._file_mtime()
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
@@ -360,6 +382,7 @@ class Keyring:
         self, data_key: bytes, *, key_id: uuid.UUID, subject_id: uuid.UUID
     ) -> tuple[int, bytes]:
         """Wrap under the current epoch; returns (epoch, nonce ‖ ciphertext+tag)."""
+        self._follow_file()
         epoch = self._current
         nonce = os.urandom(NONCE_LEN)
         body = AESGCM(self._epoch_key(epoch)).encrypt(

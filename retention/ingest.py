@@ -16,7 +16,7 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,11 +24,13 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 from sqlalchemy import insert, select
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from audit_log import service as audit
 from records import service as records
 from records.crypto import Keyring, seal
+from records.db import unit_of_work
 from records.errors import DomainError, InvalidInputError
 from records.models import BusinessEvent, DataKey, PersonalRecord, Subject
 from records.schemas import ImportLine, RecordBody, RecordCreate, SubjectCreate
@@ -239,6 +241,37 @@ def audit_kek_rotated(
         target=f"kek_epoch:{epoch}",
         details={"epoch": epoch, "rewrapped": rewrapped},
     )
+
+
+def run_kek_rotation(
+    engine: Engine,
+    *,
+    keyring: Keyring,
+    actor: str,
+    now: datetime,
+    batch_size: int = 1000,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """Start a new KEK epoch and rewrap every live data key, one transaction per batch (a job
+    or CLI runner, like the purge). Resumable: rerunning rewraps what is left. Returns
+    (epoch, keys rewrapped)."""
+    epoch = keyring.rotate(now=now)
+    total = 0
+    last: uuid.UUID | None = None
+    while True:
+        with unit_of_work(engine) as session:
+            result = records.rewrap_batch(
+                session, keyring=keyring, now=now, after=last, batch_size=batch_size
+            )
+        if result.rewrapped == 0:
+            break
+        total += result.rewrapped
+        last = result.last_id
+        if on_batch is not None:
+            on_batch(result.rewrapped)
+    with unit_of_work(engine) as session:
+        audit_kek_rotated(session, epoch=epoch, rewrapped=total, actor=actor, now=now)
+    return epoch, total
 
 
 def destroy_expired_epochs(
