@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     calendar_timezone: str = Field(
         "Europe/Brussels", description="Time zone of the institution calendar (request deadlines)."
     )
+    requests_alert_to: str | None = Field(
+        None, description="Mailbox told daily of overdue and soon-due data-subject requests."
+    )
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -166,3 +166,17 @@ def _wire_dsr(wiring: Wiring) -> None:
         due_soon.set(soon)
 
     wiring.metric_refreshers.append(refresh)
+
+    from dsr.jobs import DEADLINE_ALERT_JOB, deadline_alerts
+    from retention import jobs
+
+    wiring.state["scheduler"].add(
+        jobs.JobSpec(
+            id=DEADLINE_ALERT_JOB,
+            trigger=jobs.cron_trigger("0 8 * * 1-5", s.calendar_timezone),
+            run=lambda now: deadline_alerts(
+                wiring.engine, notifier, now, alert_to=s.requests_alert_to
+            ),
+            min_gap=timedelta(hours=12),
+        )
+    )

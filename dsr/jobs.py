@@ -1,0 +1,60 @@
+"""Scheduled work of data-subject requests: the daily deadline alert."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import col
+
+from dsr.deadlines import DUE_SOON_DAYS
+from dsr.models import CLOSED_STATUSES, DsrRequest
+from dsr.notifier import Email, Notifier
+from records.db import unit_of_work
+
+log = structlog.get_logger(__name__)
+
+DEADLINE_ALERT_JOB = "dsr-deadline-alerts"
+
+
+def deadline_alerts(
+    engine: Engine, notifier: Notifier, now: datetime, *, alert_to: str | None = None
+) -> dict[str, int]:
+    """Log every open request overdue or due within 7 days (ids only) and, when `alert_to` is
+    set, mail the controller's mailbox one summary. Returns the counts."""
+    horizon = now + timedelta(days=DUE_SOON_DAYS)
+    with unit_of_work(engine) as session:
+        rows = list(
+            session.execute(
+                select(DsrRequest)
+                .where(
+                    col(DsrRequest.status).not_in([s.value for s in CLOSED_STATUSES]),
+                    col(DsrRequest.due_at) <= horizon,
+                )
+                .order_by(col(DsrRequest.due_at), col(DsrRequest.id))
+            ).scalars()
+        )
+        overdue = [r for r in rows if r.due_at <= now]
+        soon = [r for r in rows if r.due_at > now]
+        for r in overdue:
+            log.warning("dsr.deadline.overdue", request_id=str(r.id), due_at=r.due_at.isoformat())
+        for r in soon:
+            log.info("dsr.deadline.due_soon", request_id=str(r.id), due_at=r.due_at.isoformat())
+        if alert_to and rows:
+            lines = [
+                f"{'OVERDUE ' if r.due_at <= now else 'due soon'} {r.id} {r.type} "
+                f"due {r.due_at.isoformat()}"
+                for r in rows
+            ]
+            notifier.send_email(
+                session,
+                Email(
+                    to=alert_to,
+                    subject=f"Data-subject requests: {len(overdue)} overdue, {len(soon)} due soon",
+                    body="\n".join(lines) + "\n",
+                ),
+                now=now,
+            )
+    return {"overdue": len(overdue), "due_soon": len(soon)}

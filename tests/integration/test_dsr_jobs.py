@@ -1,0 +1,36 @@
+"""The daily deadline alert: overdue and soon-due requests, ids only, one summary e-mail."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi.testclient import TestClient
+from freezegun import freeze_time
+from sqlalchemy.engine import Engine
+
+from dsr.jobs import DEADLINE_ALERT_JOB, deadline_alerts
+from dsr.notifier import OutboxNotifier
+from tests.integration.test_requests import CANARY_EMAIL, outbox
+
+
+def test_deadline_alert_lists_overdue_and_soon_due_requests(
+    client: TestClient, engine: Engine
+) -> None:
+    with freeze_time(datetime(2025, 1, 27, 9, tzinfo=UTC)):
+        early = client.post("/v1/requests", json={"type": "access", "email": CANARY_EMAIL})
+    with freeze_time(datetime(2025, 2, 10, 9, tzinfo=UTC)):
+        late = client.post("/v1/requests", json={"type": "erasure", "email": CANARY_EMAIL})
+    with freeze_time(datetime(2025, 1, 2, 9, tzinfo=UTC)):
+        far = client.post("/v1/requests", json={"type": "access", "email": CANARY_EMAIL})
+    now = datetime(2025, 2, 24, 9, tzinfo=UTC)  # the 2 January one is overdue since 3 February
+    counts = deadline_alerts(engine, OutboxNotifier(), now, alert_to="controller@lethe.test")
+    assert counts == {"overdue": 1, "due_soon": 1}
+    [summary] = [m for m in outbox(engine) if m.recipient == "controller@lethe.test"]
+    assert far.json()["id"] in summary.body and early.json()["id"] in summary.body
+    assert late.json()["id"] not in summary.body
+    assert CANARY_EMAIL not in summary.body
+    assert "1 overdue" in summary.subject
+
+
+def test_deadline_alert_is_a_scheduled_job(client: TestClient) -> None:
+    assert DEADLINE_ALERT_JOB in client.app.state.scheduler.jobs  # type: ignore[attr-defined]
