@@ -27,6 +27,7 @@ import audit_log.standalone_verify as standalone
 from audit_log import checkpoints, service
 from audit_log.canonical import dumps
 from audit_log.checkpoints import checkpoint_body
+from audit_log.models import AuditCheckpoint
 from audit_log.signing import NoteSigner
 from lethe.cli import app as cli_app
 from lethe.settings import Settings
@@ -127,7 +128,7 @@ def _drop_guards(conn: Connection) -> None:
             conn.execute(text(f"DROP TRIGGER {table}_no_delete"))
 
 
-def _as_admin(t: Trail, attack: Callable[[Connection], None]) -> None:
+def _as_admin(t: Trail, attack: Callable[[Connection], object]) -> None:
     with t.engine.begin() as conn:
         _drop_guards(conn)
         attack(conn)
@@ -287,9 +288,7 @@ def test_a_checkpoint_signed_with_another_key_is_caught(trail: Trail, tmp_path: 
         assert latest is not None
         note = other.sign_note(checkpoint_body(other.name, latest.size, latest.root_hash))
         s.add(
-            checkpoints.AuditCheckpoint(
-                size=latest.size, root_hash=latest.root_hash, note=note, created_at=NOW
-            )
+            AuditCheckpoint(size=latest.size, root_hash=latest.root_hash, note=note, created_at=NOW)
         )
     _assert_refused(trail, f"is not signed by the key {trail.signer.name}+")
 
@@ -311,7 +310,7 @@ def test_two_checkpoints_of_one_size_with_different_roots_are_caught(trail: Trai
     root = service.leaf_hash(b"another history")
     note = trail.signer.sign_note(checkpoint_body(trail.signer.name, 300, root))
     with unit_of_work(trail.engine) as s:
-        s.add(checkpoints.AuditCheckpoint(size=300, root_hash=root, note=note, created_at=NOW))
+        s.add(AuditCheckpoint(size=300, root_hash=root, note=note, created_at=NOW))
     _assert_refused(trail, "fork: two checkpoints of size 300 with different roots")
 
 
