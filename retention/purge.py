@@ -412,7 +412,8 @@ def process_batch(
             target=f"purge_run:{run.id}",
             details=details,
         )
-    # Objects of this batch are not needed any more: keep memory flat on large runs.
+    # Write the audit entry now: the batch's objects are dropped next, to keep memory flat.
+    session.flush()
     session.expunge_all()
     return BatchResult(selected=len(rows), cursor=new_cursor, outcomes=outcomes)
 
