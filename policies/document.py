@@ -120,7 +120,9 @@ class DataCategory(_Strict):
     special_ground: str | None = Field(
         None, description="EUDPR Art. 10(2) / GDPR Art. 9(2) ground; required when special."
     )
-    pd: list[str] = Field(default_factory=list, description="DPV-PD terms, e.g. pd:Name.")
+    pd: list[Annotated[str, Field(pattern=r"^pd:[A-Z][A-Za-z]+$")]] = Field(
+        default_factory=list, description="DPV-PD 2.x terms, e.g. pd:Name, pd:BirthDate."
+    )
     source: str | None = None
 
     @model_validator(mode="after")
@@ -386,6 +388,11 @@ def cross_reference_problems(doc: PolicyDocument) -> list[tuple[str, str]]:
         for ev in used + rule.trigger.reset_events:
             if events and ev not in events:
                 problems.append((f"rules.{i}.trigger", f"event {ev} is not listed in events"))
+    for i, rule in enumerate(doc.rules):
+        if rule.action.handover_to == doc.reference:
+            problems.append(
+                (f"rules.{i}.action.handover_to", "a record cannot hand over to itself")
+            )
     for i, recipient in enumerate(doc.recipients):
         for key in recipient.data_categories:
             if key not in data:

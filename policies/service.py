@@ -14,12 +14,14 @@ anything else makes version n+1 and appends `policies.policy.loaded` in the same
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import structlog
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from audit_log import service as audit
@@ -71,11 +73,22 @@ def document_of(row: ProcessingRecordVersion) -> PolicyDocument:
     return document
 
 
+def _lock_key(reference: str) -> int:
+    raw = hashlib.sha256(f"lethe.policy:{reference}".encode()).digest()[:8]
+    return int.from_bytes(raw, "big", signed=True)
+
+
 def load_parsed(session: Session, *, parsed: ParsedPolicy, actor: str, now: datetime) -> LoadResult:
     """Store `parsed` as the next version of its record unless it equals the current one."""
     begin_write(session)
     document = parsed.document
     digest = parsed.content_hash
+    if session.get_bind().dialect.name == "postgresql":
+        # Two loads of one reference serialise (SQLite: BEGIN IMMEDIATE already does), so a
+        # first load racing another is never a unique-constraint 500.
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(document.reference)}
+        )
     record = session.exec(
         select(ProcessingRecord)
         .where(ProcessingRecord.reference == document.reference)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -128,6 +129,31 @@ def test_unresolved_references_resolve_once_the_other_record_is_loaded(engine: E
         by_ref = {p.reference: p for p in service.list_policies(s)}
     assert by_ref["DPR-EC-01488"].unresolved_references == ["DPR-EC-01230"]
     assert by_ref["DPR-02054"].unresolved_references == []
+
+
+def test_two_first_loads_at_once_make_one_version(engine: Engine, session: Session) -> None:
+    barrier = threading.Barrier(2)
+    results: list[service.LoadResult] = []
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            barrier.wait()
+            with unit_of_work(engine) as s:
+                results.append(
+                    service.load_policy_file(s, path_or_text=STUB_02054, actor="test", now=T0)
+                )
+        except BaseException as exc:  # the assertion below shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(r.created for r in results) == [False, True]
+    assert [v.version for v in service.versions(session, "DPR-02054")] == [1]
 
 
 # --- HTTP ---

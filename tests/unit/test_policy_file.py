@@ -222,6 +222,18 @@ def test_a_special_category_without_a_ground_is_refused(text: str) -> None:
     assert "field data_categories.3: a special category needs special_ground" in err.detail
 
 
+def test_a_handover_to_the_record_itself_is_refused(text: str) -> None:
+    bad = text.replace("handover_to: DPR-02054}", "handover_to: DPR-EC-01488}")
+    err = refusal(bad)
+    assert "field rules.2.action.handover_to: a record cannot hand over to itself" in err.detail
+
+
+def test_a_personal_data_term_outside_dpv_pd_is_refused(text: str) -> None:
+    bad = text.replace("pd: [pd:Preference]", "pd: [Preference]")
+    err = refusal(bad)
+    assert f"line {line_of(bad, 'pd: [Preference]')}, field data_categories.4.pd.0" in err.detail
+
+
 def test_broken_yaml_is_refused_with_its_line() -> None:
     err = refusal("reference: DPR-X-1\ntitle: [unclosed\n")
     assert err.detail.startswith("broken.yaml, line")
