@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policies.calendar import CalendarError
 from policies.document import PolicyDocument
@@ -364,3 +366,44 @@ def test_naive_datetimes_are_refused() -> None:
     doc = _policy("DPR-TEST-00001", [_rule("one-year", "P1Y")])
     with pytest.raises(CalendarError, match="timezone-aware"):
         run(doc, collected_at=datetime(2024, 1, 1))
+
+
+# --- properties ---
+
+_instants = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
+)
+_events = st.lists(
+    st.builds(
+        KnownEvent,
+        type=st.sampled_from(["call.closed", "questionnaire.closed"]),
+        context=st.sampled_from([CALL, OTHER_CALL]),
+        occurred_at=_instants,
+        recorded_at=_instants,
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=_events,
+    outcome=st.sampled_from([None, "not_selected", "not_invited", "invited", "selected"]),
+    now=_instants,
+    order=st.randoms(use_true_random=False),
+)
+def test_the_decision_does_not_depend_on_the_order_events_are_passed(
+    doc: PolicyDocument,
+    events: list[KnownEvent],
+    outcome: str | None,
+    now: datetime,
+    order: Any,
+) -> None:
+    shuffled = list(events)
+    order.shuffle(shuffled)
+    a = run(doc, outcome=outcome, events=events, now=now)
+    b = run(doc, outcome=outcome, events=shuffled, now=now)
+    assert (a.rule_id, a.due_at, a.action) == (b.rule_id, b.due_at, b.action)
+    if a.due_at is not None and a.triggered_at is not None:
+        # the period ends after the trigger (P0D ends with the trigger's own day)
+        assert a.due_at > a.triggered_at
