@@ -152,7 +152,7 @@ def show(reference: str, version: VersionOpt = None) -> None:
     console.print(f"rights: {rights}")
     if read.unresolved_references:
         console.print(f"unresolved references: {', '.join(read.unresolved_references)}")
-    table = Table("rule", "applies to", "trigger", "offset", "action", "by")
+    console.print(f"\n[bold]{len(read.rules)} retention rules[/]")
     for rule in read.rules:
         applies = " x ".join(
             "/".join(values)
@@ -164,17 +164,18 @@ def show(reference: str, version: VersionOpt = None) -> None:
             if values
         )
         action = rule.action.kind.value + (
-            f" → {rule.action.handover_to}" if rule.action.handover_to else ""
+            f" -> {rule.action.handover_to}" if rule.action.handover_to else ""
         )
-        table.add_row(
-            rule.id,
-            applies or "any",
-            rule.trigger.describe(),
-            f"{rule.direction.value} {rule.offset}",
-            action,
-            rule.enforced_by,
-        )
-    console.print(table)
+        console.print(f"\n[bold]{rule.id}[/] ({rule.direction.value}, by {rule.enforced_by})")
+        console.print(f"  applies to: {applies or 'any data of this record'}")
+        console.print(f"  {action} {rule.offset} after {rule.trigger.describe()} ({rule.timezone})")
+        if rule.review_if_untriggered_after is not None:
+            console.print(
+                f"  alarm if untriggered {rule.review_if_untriggered_after} after collection"
+            )
+        if rule.restrict_processing:
+            console.print("  storage only until then (no further processing)")
+        console.print(f"  mandate: {rule.mandate}", markup=False, highlight=False)
 
 
 @policies_app.command("export")
