@@ -599,6 +599,7 @@ def import_batch(
             details={"records": [str(r) for r in result.record_ids]},
         )
     result.imported += len(rows)
+    result.failures.sort(key=lambda f: f.line)
     state.trim()
     return result
 

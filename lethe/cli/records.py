@@ -42,6 +42,10 @@ def register(app: typer.Typer) -> None:
     keys_app.command("destroy-expired")(destroy_expired)
 
 
+def _say(message: str) -> None:
+    console.print(message, soft_wrap=True)
+
+
 def _keyring(ctx: CliContext) -> Keyring:
     keyring: Keyring = ctx.wiring.state["keyring"]
     return keyring
@@ -89,7 +93,7 @@ def _report(failures: list[ingest.LineError], errors_file: Path | None) -> None:
             writer = csv.writer(out)
             writer.writerow(["line", "field", "reason"])
             writer.writerows((f.line, f.field, f.reason) for f in failures)
-        err_console.print(f"error report written to {errors_file}")
+        err_console.print(f"error report written to {errors_file}", soft_wrap=True)
 
 
 def import_file(
@@ -153,7 +157,7 @@ def import_file(
     _report(failures, errors_file)
     if all_or_nothing and failures:
         fail(f"nothing imported: {len(failures)} line(s) failed (--all-or-nothing)")
-    console.print(f"imported {imported} record(s); {len(failures)} line(s) failed")
+    _say(f"imported {imported} record(s); {len(failures)} line(s) failed")
     if failures:
         raise typer.Exit(1)
 
@@ -182,7 +186,7 @@ def events_add(
             session, type=event_type, context=context, occurred_at=when, actor=ACTOR, now=utc_now()
         )
         event_id, affected = event.id, event.affected_records
-    console.print(f"event {event_id} recorded; {affected} record(s) got a new due date")
+    _say(f"event {event_id} recorded; {affected} record(s) got a new due date")
 
 
 # --- demo ----------------------------------------------------------------------------------------
@@ -207,7 +211,7 @@ def demo(
             on_batch=lambda n: progress.advance(task, n),
         )
         progress.update(task, total=result.records + result.failed, completed=result.records)
-    console.print(
+    _say(
         f"{result.candidates} candidates, {result.records} records imported "
         f"({result.failed} failed); call.closed for {demo_data.CALL} set "
         f"{result.affected_by_call_closed} due date(s)"
@@ -239,7 +243,7 @@ def rotate_kek(
             batch_size=batch_size,
             on_batch=lambda n: progress.advance(task, n),
         )
-    console.print(f"key-encryption-key epoch {epoch} is current; {rewrapped} data key(s) rewrapped")
+    _say(f"key-encryption-key epoch {epoch} is current; {rewrapped} data key(s) rewrapped")
 
 
 def destroy_expired() -> None:
@@ -254,6 +258,6 @@ def destroy_expired() -> None:
                 session, keyring=_keyring(ctx), backup_window=window, actor=ACTOR, now=utc_now()
             )
     if destroyed:
-        console.print(f"destroyed key-encryption-key epoch(s): {', '.join(map(str, destroyed))}")
+        _say(f"destroyed key-encryption-key epoch(s): {', '.join(map(str, destroyed))}")
     else:
-        console.print("no epoch is past the backup window (or one still wraps live keys)")
+        _say("no epoch is past the backup window (or one still wraps live keys)")
