@@ -123,6 +123,17 @@ def test_due_records_go_and_the_others_stay(engine: Engine, tmp_path: Path) -> N
         cert = certificate_of(s, run)
     assert sorted(cert["destroyed"]) == sorted(str(r.id) for r in due)
     assert cert["counts"]["deleted"] == 3
+    with Session(engine) as s:
+        batches = [
+            json.loads(body)["details"]
+            for body in s.execute(
+                select(col(AuditEntry.body)).where(
+                    col(AuditEntry.action) == "retention.batch.purged"
+                )
+            ).scalars()
+        ]
+    assert len(batches) == 2  # three due records in batches of two
+    assert sorted(i for b in batches for i in b["deleted"]) == sorted(str(r.id) for r in due)
 
 
 def test_the_subject_key_is_destroyed_only_when_nothing_remains(
