@@ -113,6 +113,11 @@ def parse_policy(text: str, *, source: str = "<policy>") -> ParsedPolicy:
     if len(text.encode("utf-8")) > MAX_BYTES:
         _raise([_located(source, None, "", f"file larger than {MAX_BYTES} bytes")])
     try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                # An alias can expand exponentially when validated ("billion laughs").
+                line = event.start_mark.line + 1 if event.start_mark is not None else None
+                _raise([_located(source, line, "", "YAML aliases (*name) are not allowed")])
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:

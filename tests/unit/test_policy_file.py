@@ -245,6 +245,14 @@ def test_yaml_tags_that_build_python_objects_are_refused() -> None:
     assert "not valid YAML" in err.detail
 
 
+def test_yaml_aliases_are_refused_before_they_can_expand() -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+    err = refusal(bomb)
+    assert (
+        err.detail == "broken.yaml, line 2, field (document): YAML aliases (*name) are not allowed"
+    )
+
+
 def test_a_list_instead_of_a_mapping_is_refused() -> None:
     assert "mapping" in refusal("- a\n- b\n").detail
 
