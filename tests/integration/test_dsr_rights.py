@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from dsr.models import DsrRecipientNotice
+from policies import service as policies
+from policies.loader import registry_dir
 from records import service as records
 from records.db import unit_of_work
 from records.http import Actor, Role
@@ -298,3 +300,23 @@ def test_recipients_of_erased_records_are_notified_or_the_reason_recorded(
     assert sorted(sent["record_ids"]) == sorted(str(i) for i in ids)
     with Session(engine) as s:
         assert len(list(s.execute(select(DsrRecipientNotice)).scalars())) == 2
+
+
+def test_erasure_keeps_what_a_minimum_obligation_keeps_and_says_until_when(
+    client: TestClient, engine: Engine, auth_headers: KeyFactory, frozen: Any
+) -> None:
+    text = (registry_dir() / "DPR-EC-01488.yaml").read_text()
+    start = text.index("  - id: non-selected-candidates")
+    head, rule = text[:start], text[start:]
+    minimum = head + rule.replace("direction: max", "direction: min", 1)
+    with unit_of_work(engine) as s:
+        policies.load_policy_file(s, path_or_text=minimum, actor="test", now=T0)
+    subject_id, ids = make_candidate(engine, keyring_of(client))
+    rid = file_and_verify(client, engine, "erasure")
+    answered = process(client, rid, auth_headers("controller"))
+    assert answered["outcome"] == "partial"
+    [kept] = answered["outcome_details"]["kept"]
+    assert kept["record_id"] == str(ids[0])
+    assert kept["reasons"] == ["minimum:non-selected-candidates:2025-03-27T23:00:00+00:00"]
+    assert "legal obligation to keep" in outbox(engine, rid)[-1].body
+    assert [r.id for r in live_records(engine, subject_id)] == ids
