@@ -21,3 +21,9 @@ class UnsupportedPolicyMediaType(DomainError):
     status = 415
     code = "unsupported-media-type"
     title = "Unsupported media type"
+
+
+class PolicyTooLargeError(DomainError):
+    status = 413
+    code = "policy-too-large"
+    title = "Policy file too large"

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from policies import dpv, service
-from policies.errors import UnsupportedPolicyMediaType
+from policies.errors import PolicyTooLargeError, UnsupportedPolicyMediaType
 from policies.schemas import PolicyLoaded, PolicyRead, PolicySummaryRead, PolicyVersionRead
 from records.http import Actor, NowDep, Role, SessionDep, any_staff, requires
 
@@ -22,9 +22,12 @@ async def _yaml_body(request: Request) -> str:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in YAML_TYPES:
         raise UnsupportedPolicyMediaType("send the policy file as application/yaml")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise PolicyTooLargeError(f"a policy file is at most {MAX_BODY} bytes")
     body = await request.body()
     if len(body) > MAX_BODY:
-        raise UnsupportedPolicyMediaType(f"a policy file is at most {MAX_BODY} bytes")
+        raise PolicyTooLargeError(f"a policy file is at most {MAX_BODY} bytes")
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:

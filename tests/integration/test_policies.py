@@ -218,6 +218,18 @@ def test_a_policy_sent_as_json_is_refused_with_415(
     assert response.headers["content-type"] == "application/problem+json"
 
 
+def test_an_oversized_policy_is_refused_with_413(
+    client: TestClient, auth_headers: KeyFactory
+) -> None:
+    response = client.post(
+        "/v1/policies",
+        content=b"# padding\n" * 200_000,
+        headers={**auth_headers("dpo"), "Content-Type": "application/yaml"},
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+
+
 def test_any_staff_role_lists_policies_with_unresolved_references(
     client: TestClient, auth_headers: KeyFactory, engine: Engine
 ) -> None:
