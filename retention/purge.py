@@ -655,25 +655,20 @@ def purge(
     clock: Callable[[], datetime],
     ctx: PurgeContext,
     horizon: datetime | None = None,
-) -> list[PurgeRun]:
-    """`lethe purge` and the scheduled job: finish an interrupted run first, then a new one.
+) -> PurgeRun:
+    """`lethe purge` and the scheduled job: resume the unfinished run or start a new one.
 
-    Several workers calling this at once join the same run instead of starting their own.
-    Returns the runs worked on, the new one last (it may be `paused`).
+    Several workers calling this at once join the same run instead of starting their own; a
+    rerun after a crash resumes the interrupted run. Returns the run (it may be `paused`).
     """
-    worked: list[PurgeRun] = []
-    if not dry_run:
-        with unit_of_work(engine) as session:
-            _lock_runs(session)
-            interrupted = unfinished_run(session)
-        if interrupted is not None:
-            worked.append(execute(engine, interrupted.id, clock=clock, ctx=ctx))
     with unit_of_work(engine) as session:
         _lock_runs(session)
         running = None if dry_run else unfinished_run(session)
         waiting = None if dry_run else paused_run(session)
         if running is not None:
-            run = running  # a parallel worker started it a moment ago: join
+            # Interrupted by a crash, or being worked by a parallel worker: join it, and let it
+            # cover this invocation's horizon too, so nothing due tonight waits for tomorrow.
+            run = _extend(session, running, horizon=horizon, actor=actor, now=clock())
         elif waiting is not None:
             # One run waits for the DPO; stacking another paused run each night helps nobody.
             log.warning("retention.run.still_paused", run_id=str(waiting.id))
@@ -692,9 +687,27 @@ def purge(
                 run = plan_dry_run(session, run=run, now=clock(), ctx=ctx)
     if run.status == RunStatus.running.value:
         run = execute(engine, run.id, clock=clock, ctx=ctx)
-    if not worked or worked[-1].id != run.id:
-        worked.append(run)
-    return worked
+    return run
+
+
+def _extend(
+    session: Session, run: PurgeRun, *, horizon: datetime | None, actor: Actor, now: datetime
+) -> PurgeRun:
+    wanted = max(horizon or now, now)
+    if wanted <= run.horizon_at:
+        return run
+    run.horizon_at = wanted
+    session.add(run)
+    session.flush()
+    audit.append(
+        session,
+        action="retention.run.extended",
+        actor=actor.ref,
+        now=now,
+        target=f"purge_run:{run.id}",
+        details={"horizon_at": audit.format_time(wanted)},
+    )
+    return run
 
 
 def items(

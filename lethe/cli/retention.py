@@ -120,7 +120,7 @@ def _summary(run: PurgeRun, tally: dict[str, int]) -> str:
 def purge_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; change nothing.")] = False,
 ) -> None:
-    """Run a disposition run now (finishing an interrupted one first). Exit 2 when paused."""
+    """Run a disposition run now (or resume an interrupted one). Exit 2 when paused."""
     with cli_context() as ctx:
         pctx: purge.PurgeContext = ctx.wiring.state["purge_context"]
         with (
@@ -134,7 +134,7 @@ def purge_command(
                 progress.advance(task, n)
 
             pctx.on_batch = advance
-            runs = purge.purge(
+            last = purge.purge(
                 ctx.engine,
                 dry_run=dry_run,
                 trigger="cli",
@@ -143,10 +143,8 @@ def purge_command(
                 ctx=pctx,
             )
         with new_session(ctx.engine) as session:
-            lines = [_summary(r, purge.counts(session, r.id)) for r in runs]
-    for line in lines:
-        console.print(line)
-    last = runs[-1]
+            line = _summary(last, purge.counts(session, last.id))
+    console.print(line)
     if last.status == "paused":
         console.print(
             f"paused ({last.pause_reason}): a DPO must approve with "

@@ -93,7 +93,7 @@ def run_purge(
 ) -> PurgeRun:
     return purge.purge(
         engine, dry_run=dry_run, trigger="manual", actor=DPO, clock=lambda: now, ctx=ctx
-    )[-1]
+    )
 
 
 def certificate_of(session: Session, run: PurgeRun) -> dict[str, Any]:
