@@ -69,6 +69,7 @@ def build_wiring(
 
 def _wire_retention(wiring: Wiring, *, scheduler: bool) -> None:
     """Disposition runs (purge context, certificate signer) and the job scheduler."""
+    from audit_log.jobs import checkpoint_job
     from records.crypto import Keyring as _Keyring
     from retention import jobs
     from retention.purge import PurgeConfig, PurgeContext
@@ -90,9 +91,19 @@ def _wire_retention(wiring: Wiring, *, scheduler: bool) -> None:
         ),
         signer=wiring.state["audit_signer"],
         keyring_epoch_created_at=epoch_started,
+        # A signed audit checkpoint after every run (DESIGN §7).
+        checkpoint=lambda engine, now: checkpoint_job(engine, wiring.state["audit_signer"], now),
     )
     wiring.state["purge_context"] = ctx
     sched = jobs.JobScheduler(wiring.engine)
+    sched.add(
+        jobs.JobSpec(
+            id=jobs.CHECKPOINT_JOB,
+            trigger=jobs.interval_trigger(minutes=s.checkpoint_interval_minutes),
+            run=lambda now: checkpoint_job(wiring.engine, wiring.state["audit_signer"], now),
+            min_gap=timedelta(minutes=s.checkpoint_interval_minutes / 2),
+        )
+    )
     sched.add(
         jobs.purge_job_spec(wiring.engine, ctx=ctx, cron=s.purge_cron, timezone=s.purge_timezone)
     )

@@ -13,8 +13,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 from typer.testing import CliRunner
 
+from audit_log import checkpoints as audit_checkpoints
+from audit_log import service as audit
 from audit_log.signing import NoteSigner, Verifier
 from lethe.cli import app as cli_app
 from lethe.settings import Settings
@@ -53,6 +56,9 @@ def test_a_dpo_runs_a_purge_and_reads_its_signed_certificate(
     run = client.get(f"/v1/purges/{body['id']}", headers=auth_headers("auditor")).json()
     assert run["status"] == "completed" and run["counts"]["deleted"] == 3
     assert len(remaining(engine)) == 2
+    with Session(engine) as s:
+        checkpoint = audit_checkpoints.latest(s)
+        assert checkpoint is not None and checkpoint.size == audit.size(s)
 
     cert = client.get(f"/v1/purges/{body['id']}/certificate", headers=auth_headers("auditor"))
     assert cert.status_code == 200

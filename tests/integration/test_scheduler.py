@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
+from dsr.jobs import DEADLINE_ALERT_JOB
 from lethe.app import create_app
 from lethe.settings import Settings
 from records.db import unit_of_work
@@ -108,12 +109,12 @@ def test_serve_starts_the_scheduler_with_explicit_job_ids_and_extra_jobs(
     sched: JobScheduler = app.state.scheduler
     sched.add(
         JobSpec(
-            id="dsr.deadline_alerts",
+            id="extra.job",
             trigger=jobs.interval_trigger(minutes=60),
             run=lambda _now: None,
         )
     )
-    assert {jobs.PURGE_JOB, jobs.KEY_EPOCH_JOB, "dsr.deadline_alerts"} <= set(sched.jobs)
+    assert {jobs.PURGE_JOB, jobs.KEY_EPOCH_JOB, jobs.CHECKPOINT_JOB, "extra.job"} <= set(sched.jobs)
     with TestClient(app):
         next_purge = sched.next_run_time(jobs.PURGE_JOB)
         assert next_purge is not None
@@ -121,7 +122,8 @@ def test_serve_starts_the_scheduler_with_explicit_job_ids_and_extra_jobs(
             next_purge.astimezone(jobs.cron_trigger("0 2 * * *", "Europe/Brussels").timezone).hour
             == 2
         )
-        assert sched.next_run_time("dsr.deadline_alerts") is not None
+        assert sched.next_run_time("extra.job") is not None
+        assert sched.next_run_time(DEADLINE_ALERT_JOB) is not None
     assert sched.next_run_time(jobs.PURGE_JOB) is None  # stopped with the app
     off = create_app(settings)
     with TestClient(off):
