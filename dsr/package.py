@@ -24,7 +24,7 @@ from sqlmodel import Session, col
 from audit_log import service as audit
 from dsr import otp
 from dsr.errors import PackageAccessError
-from dsr.models import DsrRequest, RequestStatus, RequestType
+from dsr.models import DsrDisclosure, DsrRequest, RequestStatus, RequestType
 from dsr.policy_info import PolicyCache, processing_information
 from dsr.service import EDPS_NOTE, DsrConfig
 from records import service as records
@@ -130,6 +130,15 @@ def _items(session: Session, config: DsrConfig, plan: Plan) -> Iterator[dict[str
     cache = records.KeyCache(config.keyring)
     wanted = set(plan.policies)
     for batch in records.iter_record_batches(session, subject_id=plan.subject_id, batch_size=BATCH):
+        disclosed: dict[uuid.UUID, list[dict[str, str]]] = {}
+        for d in session.execute(
+            select(DsrDisclosure)
+            .where(col(DsrDisclosure.record_id).in_([r.id for r in batch]))
+            .order_by(col(DsrDisclosure.disclosed_at))
+        ).scalars():
+            disclosed.setdefault(d.record_id, []).append(
+                {"recipient": d.recipient, "disclosed_at": d.disclosed_at.isoformat()}
+            )
         for record in batch:
             if record.policy not in wanted:
                 continue
@@ -157,6 +166,7 @@ def _items(session: Session, config: DsrConfig, plan: Plan) -> Iterator[dict[str
                 "status": record.status,
                 "restricted": record.restricted_at is not None,
                 "restriction_ground": record.restriction_ground,
+                "disclosed_to": disclosed.get(record.id, []),
                 "data": data,
             }
 

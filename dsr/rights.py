@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from audit_log import service as audit
 from dsr import otp
+from dsr import service as svc
 from dsr.errors import InvalidRequestError, NotificationError, RequestStateError
 from dsr.models import (
     DsrDisclosure,
@@ -918,3 +919,38 @@ def public_outcome(request: DsrRequest) -> dict[str, Any] | None:
         "note",
     )
     return {k: v for k, v in request.outcome_details.items() if k in keep}
+
+
+def reject(
+    session: Session,
+    *,
+    config: DsrConfig,
+    request_id: uuid.UUID,
+    reason: str,
+    ground: str,
+    actor: Actor,
+    now: datetime,
+) -> DsrRequest:
+    """Refuse a request; an objection refused while its data is restricted pending the
+    assessment has that restriction lifted once the subject is told (Art. 20(3))."""
+    request = get_request(session, request_id)
+    pending = request.status == RequestStatus.awaiting_assessment.value
+    closed = svc.reject(
+        session,
+        config=config,
+        request_id=request_id,
+        reason=reason,
+        ground=ground,
+        actor=actor,
+        now=now,
+    )
+    if pending and request.subject_id is not None:
+        _lift(
+            session,
+            subject_id=request.subject_id,
+            grounds={ART_20_D},
+            actor=actor,
+            now=now,
+            request=request,
+        )
+    return closed

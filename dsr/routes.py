@@ -133,6 +133,25 @@ def verify(
     return {"status": row.status}
 
 
+@router.post(
+    "/requests/{request_id}/resend",
+    status_code=202,
+    dependencies=[Depends(public)],
+    summary="Send a new one-time code to the address of a request awaiting verification",
+)
+def resend(
+    request_id: uuid.UUID, request: Request, session: SessionDep, now: NowDep
+) -> dict[str, str]:
+    row = svc.resend_code(
+        session,
+        config=_config(request),
+        request_id=request_id,
+        client_address=request.client.host if request.client else None,
+        now=now,
+    )
+    return {"status": row.status}
+
+
 @router.get(
     "/requests/{request_id}/status",
     dependencies=[Depends(public)],
@@ -258,7 +277,7 @@ def reject(
     now: NowDep,
     actor: Controller,
 ) -> RequestRead:
-    row = svc.reject(
+    row = rights.reject(
         session,
         config=_config(request),
         request_id=request_id,

@@ -218,15 +218,9 @@ def file_request(
     request.intake_sealed = seal_intake(
         config.keyring, request.id, Intake(email=email, details=details, changes=changes)
     )
-    code: str | None = None
     if actor is not None and identity_verified:
         request.status = RequestStatus.verified.value
         request.verified_at = now
-    else:
-        code = otp.new_code()
-        request.otp_salt = otp.new_salt()
-        request.otp_hash = otp.digest(code, request.otp_salt)
-        request.otp_expires_at = now + config.otp_ttl
     session.add(request)
     session.flush()
     audit.append(
@@ -253,28 +247,74 @@ def file_request(
             target=f"dsr_request:{request.id}",
             details={"method": "staff"},
         )
-    if code is not None:
-        minutes = int(config.otp_ttl.total_seconds() // 60)
-        config.notifier.send_email(
-            session,
-            Email(
-                to=email,
-                subject="Your data-protection request: confirmation code",
-                body=(
-                    f"We received your {type.value} request (reference {request.id}).\n\n"
-                    f"Your confirmation code is {code}. It is valid for {minutes} minutes.\n"
-                    "Enter it to confirm that this request is yours. If you did not make this "
-                    "request, ignore this message.\n"
-                ),
-                request_id=request.id,
-            ),
-            now=now,
-        )
+    if request.verified_at is None:
+        _send_code(session, config=config, request=request, email=email, now=now)
     log.info("dsr.request.received", request_id=str(request.id), type=request.type)
     return request
 
 
 # --- identity -------------------------------------------------------------------------------
+
+
+def _send_code(
+    session: Session, *, config: DsrConfig, request: DsrRequest, email: str, now: datetime
+) -> None:
+    code = otp.new_code()
+    request.otp_salt = otp.new_salt()
+    request.otp_hash = otp.digest(code, request.otp_salt)
+    request.otp_expires_at = now + config.otp_ttl
+    request.otp_attempts = 0
+    session.add(request)
+    minutes = int(config.otp_ttl.total_seconds() // 60)
+    config.notifier.send_email(
+        session,
+        Email(
+            to=email,
+            subject="Your data-protection request: confirmation code",
+            body=(
+                f"We received your {request.type} request (reference {request.id}).\n\n"
+                f"Your confirmation code is {code}. It is valid for {minutes} minutes.\n"
+                "Enter it to confirm that this request is yours. If you did not make this "
+                "request, ignore this message.\n"
+            ),
+            request_id=request.id,
+        ),
+        now=now,
+    )
+
+
+def resend_code(
+    session: Session,
+    *,
+    config: DsrConfig,
+    request_id: uuid.UUID,
+    client_address: str | None,
+    now: datetime,
+) -> DsrRequest:
+    """A new code for a request still awaiting identity (the old one expired or was lost).
+
+    Counted against the same hourly intake limits, so resending cannot multiply guesses.
+    """
+    request = get_request(session, request_id)
+    if request.status != RequestStatus.awaiting_identity.value:
+        raise RequestStateError("the request is not awaiting identity verification")
+    intake = open_intake(config.keyring, request)
+    if intake is None:
+        raise RequestStateError("the request is closed")
+    buckets = [_bucket(config.keyring, "mail", intake.email.lower())]
+    if client_address:
+        buckets.append(_bucket(config.keyring, "addr", client_address))
+    _check_rate(session, config, buckets=buckets, now=now)
+    _send_code(session, config=config, request=request, email=intake.email, now=now)
+    audit.append(
+        session,
+        action="dsr.request.code_resent",
+        actor="requester",
+        now=now,
+        subject_id=request.subject_id,
+        target=f"dsr_request:{request.id}",
+    )
+    return request
 
 
 def get_request(session: Session, request_id: uuid.UUID) -> DsrRequest:

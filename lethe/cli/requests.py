@@ -147,7 +147,7 @@ def requests_reject(
 ) -> None:
     """Refuse a request with its ground; the subject is told of the EDPS and judicial remedy."""
     with cli_context() as ctx, unit_of_work(ctx.engine) as session:
-        svc.reject(
+        rights.reject(
             session,
             config=ctx.wiring.state["dsr"],
             request_id=_id(request_id),

@@ -320,3 +320,37 @@ def test_erasure_keeps_what_a_minimum_obligation_keeps_and_says_until_when(
     assert kept["reasons"] == ["minimum:non-selected-candidates:2025-03-27T23:00:00+00:00"]
     assert "legal obligation to keep" in outbox(engine, rid)[-1].body
     assert [r.id for r in live_records(engine, subject_id)] == ids
+
+
+def test_refusing_a_pending_objection_lifts_its_restriction(
+    client: TestClient, engine: Engine, auth_headers: KeyFactory, frozen: Any
+) -> None:
+    subject_id, _ = make_candidate(engine, keyring_of(client))
+    rid = file_and_verify(client, engine, "objection")
+    controller = auth_headers("controller")
+    process(client, rid, controller)
+    assert all(r.restricted_at is not None for r in live_records(engine, subject_id))
+    refused = client.post(
+        f"/v1/requests/{rid}/reject",
+        json={"reason": "the objection names no particular situation", "ground": "excessive"},
+        headers=controller,
+    )
+    assert refused.json()["outcome"] == "rejected"
+    assert all(r.restricted_at is None for r in live_records(engine, subject_id))
+
+
+def test_access_package_lists_the_recipients_each_record_was_disclosed_to(
+    client: TestClient, engine: Engine, auth_headers: KeyFactory, frozen: Any
+) -> None:
+    _, ids = make_candidate(engine, keyring_of(client), records_count=2)
+    controller = auth_headers("controller")
+    client.post(
+        "/v1/disclosures",
+        json={"record_ids": [str(ids[0])], "recipient": "selection_panel"},
+        headers=controller,
+    )
+    rid = file_and_verify(client, engine, "access")
+    process(client, rid, controller)
+    records_ = {r["id"]: r for r in client.get(link_of(engine, rid, "json")).json()["records"]}
+    assert [d["recipient"] for d in records_[str(ids[0])]["disclosed_to"]] == ["selection_panel"]
+    assert records_[str(ids[1])]["disclosed_to"] == []

@@ -354,3 +354,27 @@ def test_refusal_carries_the_ground_and_the_right_to_complain(
     assert "judicial remedy" in message.body
     status = client.get(f"/v1/requests/{rid}/status", params={"code": code}).json()
     assert status["outcome_details"]["ground"] == "excessive"
+
+
+def test_resend_replaces_the_code_and_counts_against_the_intake_limit(
+    settings: Settings, engine: Engine, frozen: Any
+) -> None:
+    custom = settings.model_copy(update={"intake_rate_per_hour": 2})
+    with TestClient(create_app(custom)) as client:
+        rid = client.post("/v1/requests", json={"type": "access", "email": CANARY_EMAIL}).json()[
+            "id"
+        ]
+        first = code_of(engine, rid)
+        frozen.tick(timedelta(minutes=20))  # the first code has expired
+        assert client.post(f"/v1/requests/{rid}/resend").status_code == 202
+        codes = [
+            m for m in (re.search(r"code is (\d{6})", o.body) for o in outbox(engine, rid)) if m
+        ]
+        second = codes[-1].group(1)
+        if first != second:
+            stale = client.post(f"/v1/requests/{rid}/verify", json={"code": first})
+            assert stale.status_code == 400
+        assert client.post(f"/v1/requests/{rid}/resend").status_code == 429
+        verified = client.post(f"/v1/requests/{rid}/verify", json={"code": second})
+        assert verified.json() == {"status": "verified"}
+        assert client.post(f"/v1/requests/{rid}/resend").status_code == 409
