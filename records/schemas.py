@@ -5,11 +5,14 @@ Timestamps are `AwareDatetime`: a naive timestamp is a 422, never silently read 
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 class _In(BaseModel):
@@ -25,8 +28,7 @@ class SubjectCreate(_In):
     @field_validator("email")
     @classmethod
     def _email_shape(cls, value: str) -> str:
-        local, at, domain = value.partition("@")
-        if not at or not local or "." not in domain or any(c.isspace() for c in value):
+        if _EMAIL.fullmatch(value) is None:
             raise ValueError("not an e-mail address")
         return value.lower()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,6 +103,9 @@ class KeyCache:
         self.keyring = keyring
         self._keys: dict[uuid.UUID, tuple[uuid.UUID, bytes]] = {}
 
+    def __len__(self) -> int:
+        return len(self._keys)
+
     def put(self, subject_id: uuid.UUID, key_id: uuid.UUID, data_key: bytes) -> None:
         self._keys[subject_id] = (key_id, data_key)
 
@@ -121,24 +124,45 @@ class KeyCache:
         self._keys[subject_id] = (key.id, plain)
         return key.id, plain
 
+    def prefetch(self, session: Session, subject_ids: Iterable[uuid.UUID]) -> None:
+        """Unwrap the data keys of many subjects with one query (destroyed keys are skipped:
+        `get` then raises KeyDestroyedError for them)."""
+        missing = {s for s in subject_ids if s not in self._keys}
+        if not missing:
+            return
+        rows = session.execute(
+            select(
+                col(DataKey.subject_id),
+                col(DataKey.id),
+                col(DataKey.wrapped_key),
+                col(DataKey.kek_epoch),
+            ).where(col(DataKey.subject_id).in_(missing))
+        ).all()
+        for subject_id, key_id, wrapped, epoch in rows:
+            if wrapped is None or epoch is None:
+                continue
+            plain = self.keyring.unwrap(wrapped, epoch=epoch, key_id=key_id, subject_id=subject_id)
+            self._keys[subject_id] = (key_id, plain)
+
     def forget(self, subject_id: uuid.UUID) -> None:
         self._keys.pop(subject_id, None)
-
-
-def _new_data_key(keyring: Keyring, subject_id: uuid.UUID, now: datetime) -> tuple[DataKey, bytes]:
-    plain = keyring.new_data_key()
-    key_id = uuid.uuid4()
-    epoch, wrapped = keyring.wrap(plain, key_id=key_id, subject_id=subject_id)
-    row = DataKey(
-        id=key_id, subject_id=subject_id, wrapped_key=wrapped, kek_epoch=epoch, created_at=now
-    )
-    return row, plain
 
 
 # --- subjects ----------------------------------------------------------------------------------
 
 
-def build_subject(
+@dataclass(frozen=True)
+class NewSubject:
+    """Rows of a new subject and its data key, ready for one bulk INSERT each."""
+
+    id: uuid.UUID
+    subject_row: dict[str, Any]
+    key_row: dict[str, Any]
+    key_id: uuid.UUID
+    data_key: bytes
+
+
+def new_subject_rows(
     keyring: Keyring,
     *,
     email: str,
@@ -147,32 +171,46 @@ def build_subject(
     attributes: dict[str, Any] | None = None,
     now: datetime,
     subject_id: uuid.UUID | None = None,
-) -> tuple[Subject, DataKey, bytes]:
-    """A new subject, its data key row and the plain data key; nothing is added to a session."""
+) -> NewSubject:
+    """A new subject with a fresh data key: identity sealed, blind indexes computed."""
     email_norm = normalise_email(email)
     if not email_norm or "@" not in email_norm:
         raise InvalidInputError("email: not an e-mail address")
     sid = subject_id or uuid.uuid4()
-    key, plain = _new_data_key(keyring, sid, now)
+    plain = keyring.new_data_key()
+    key_id = uuid.uuid4()
+    epoch, wrapped = keyring.wrap(plain, key_id=key_id, subject_id=sid)
     identity = Identity(
         email=email_norm, name=name, external_id=external_id, attributes=attributes or {}
     )
-    subject = Subject(
-        id=sid,
-        identity=seal(
-            plain,
-            key.id,
-            canonical_json(identity.to_json()),
-            Binding("subject", sid, "identity", sid),
-        ),
-        email_index=keyring.blind_index(EMAIL, email_norm),
-        external_id_index=(
-            keyring.blind_index(EXTERNAL_ID, external_id.strip()) if external_id else None
-        ),
-        created_at=now,
-        updated_at=now,
+    sealed = seal(
+        plain, key_id, canonical_json(identity.to_json()), Binding("subject", sid, "identity", sid)
     )
-    return subject, key, plain
+    return NewSubject(
+        id=sid,
+        subject_row={
+            "id": sid,
+            "identity": sealed,
+            "email_index": keyring.blind_index(EMAIL, email_norm),
+            "external_id_index": (
+                keyring.blind_index(EXTERNAL_ID, external_id.strip()) if external_id else None
+            ),
+            "created_at": now,
+            "updated_at": now,
+            "erased_at": None,
+        },
+        key_row={
+            "id": key_id,
+            "subject_id": sid,
+            "wrapped_key": wrapped,
+            "kek_epoch": epoch,
+            "created_at": now,
+            "rewrapped_at": None,
+            "destroyed_at": None,
+        },
+        key_id=key_id,
+        data_key=plain,
+    )
 
 
 def create_subject(
@@ -186,15 +224,16 @@ def create_subject(
     now: datetime,
     cache: KeyCache | None = None,
 ) -> Subject:
-    subject, key, plain = build_subject(
+    new = new_subject_rows(
         keyring, email=email, name=name, external_id=external_id, attributes=attributes, now=now
     )
+    subject = Subject(**new.subject_row)
     session.add(subject)
     session.flush()
-    session.add(key)
+    session.add(DataKey(**new.key_row))
     session.flush()
     if cache is not None:
-        cache.put(subject.id, key.id, plain)
+        cache.put(new.id, new.key_id, new.data_key)
     return subject
 
 
@@ -263,32 +302,46 @@ def find_subjects(
 
 
 def find_subjects_by_emails(
-    session: Session, *, keyring: Keyring, emails: Iterable[str], cache: KeyCache | None = None
+    session: Session,
+    *,
+    keyring: Keyring,
+    emails: Iterable[str],
+    cache: KeyCache | None = None,
+    skip: Container[uuid.UUID] = frozenset(),
 ) -> dict[str, list[uuid.UUID]]:
     """Many e-mails at once (bulk import): one query for all their index buckets, then decrypt
-    the candidates. Returns normalised e-mail → ids of the live subjects that have it."""
+    the candidates, except those in `skip` (subjects whose e-mail the caller already knows).
+    Returns normalised e-mail → ids of the live subjects that have it."""
     wanted = {normalise_email(e) for e in emails}
     if not wanted:
         return {}
     buckets = {keyring.blind_index(EMAIL, e) for e in wanted}
-    cache = cache or KeyCache(keyring)
     rows = session.execute(
-        select(Subject, DataKey)
+        select(
+            col(Subject.id),
+            col(Subject.identity),
+            col(DataKey.id),
+            col(DataKey.wrapped_key),
+            col(DataKey.kek_epoch),
+        )
         .join(DataKey, col(DataKey.subject_id) == col(Subject.id))
         .where(col(Subject.email_index).in_(buckets), col(Subject.erased_at).is_(None))
         .order_by(col(Subject.created_at), col(Subject.id))
     ).all()
     found: dict[str, list[uuid.UUID]] = {}
-    for subject, key in rows:
-        if subject.identity is None or key.wrapped_key is None or key.kek_epoch is None:
+    for subject_id, identity, key_id, wrapped, epoch in rows:
+        if subject_id in skip or identity is None or wrapped is None or epoch is None:
             continue
-        plain = keyring.unwrap(
-            key.wrapped_key, epoch=key.kek_epoch, key_id=key.id, subject_id=subject.id
+        plain = keyring.unwrap(wrapped, epoch=epoch, key_id=key_id, subject_id=subject_id)
+        if cache is not None:
+            cache.put(subject_id, key_id, plain)
+        raw = json.loads(
+            open_sealed(
+                plain, key_id, identity, Binding("subject", subject_id, "identity", subject_id)
+            )
         )
-        cache.put(subject.id, key.id, plain)
-        identity = read_identity(session, keyring=keyring, subject=subject, cache=cache)
-        if identity.email in wanted:
-            found.setdefault(identity.email, []).append(subject.id)
+        if raw["email"] in wanted:
+            found.setdefault(raw["email"], []).append(subject_id)
     return found
 
 
@@ -322,12 +375,11 @@ def destroy_subject_key(session: Session, *, subject_id: uuid.UUID, now: datetim
 # --- records -----------------------------------------------------------------------------------
 
 
-def record_fingerprint(keyring: Keyring, body: dict[str, Any]) -> str:
-    """A keyed hash of the canonical body: same id + same body is a replay, else a conflict.
-
-    Keyed so that the stored hash says nothing about a low-entropy payload.
-    """
-    return keyring.payload_mac(canonical_json(body))
+def record_fingerprint(keyring: Keyring, meta: dict[str, Any], payload: bytes) -> str:
+    """A keyed hash of a record's canonical body (its fields and its canonical payload): same
+    id + same body is a replay, else a conflict. Keyed so the stored hash says nothing about a
+    low-entropy payload."""
+    return keyring.payload_mac(canonical_json(meta) + b"\n" + payload)
 
 
 def payload_binding(record_id: uuid.UUID, subject_id: uuid.UUID) -> Binding:

@@ -28,7 +28,7 @@ from records.models import BusinessEvent, PersonalRecord, RecordStatus
 
 DEFAULT_BATCH = 1000
 
-_DecisionKey = tuple[str, int, str, str | None, str | None, str | None, str | None, Any]
+_DecisionKey = tuple[str, int, str, str | None, str | None, str | None, str | None, bool, Any]
 
 
 class UnknownPolicyError(InvalidInputError):
@@ -160,9 +160,14 @@ class Evaluator:
     # --- decisions ---------------------------------------------------------------------------
 
     def _depends_on_collected_at(
-        self, document: PolicyDocument, version: int, dims: tuple[Any, ...]
+        self,
+        document: PolicyDocument,
+        version: int,
+        dims: tuple[Any, ...],
+        *,
+        with_alarm: bool = True,
     ) -> bool:
-        key = (document.reference, version, *dims)
+        key = (document.reference, version, with_alarm, *dims)
         cached = self._needs_collected_at.get(key)
         if cached is not None:
             return cached
@@ -174,7 +179,7 @@ class Evaluator:
             ]
         depends = any(
             rule.trigger.kind in (TriggerKind.field, TriggerKind.sliding)
-            or rule.review_if_untriggered_after is not None
+            or (with_alarm and rule.review_if_untriggered_after is not None)
             for rule in rules
             if matches(
                 rule.applies_to,
@@ -200,10 +205,63 @@ class Evaluator:
         context: str | None,
         collected_at: datetime,
     ) -> tuple[int, Decision]:
+        """The full decision (its `untriggered_alarm_at` included) for one record."""
+        return self._decide(
+            policy=policy,
+            policy_version=policy_version,
+            category=category,
+            subject_category=subject_category,
+            outcome=outcome,
+            source=source,
+            context=context,
+            collected_at=collected_at,
+            with_alarm=True,
+        )
+
+    def decide_due(
+        self,
+        *,
+        policy: str,
+        policy_version: int | None = None,
+        category: str,
+        subject_category: str | None,
+        outcome: str | None,
+        source: str | None,
+        context: str | None,
+        collected_at: datetime,
+    ) -> tuple[int, records.Due]:
+        """Only the stored due fields: shared by every record with the same dimensions unless a
+        matching rule is triggered by a field (bulk ingest and event recomputation use this)."""
+        version, decision = self._decide(
+            policy=policy,
+            policy_version=policy_version,
+            category=category,
+            subject_category=subject_category,
+            outcome=outcome,
+            source=source,
+            context=context,
+            collected_at=collected_at,
+            with_alarm=False,
+        )
+        return version, due_of(decision)
+
+    def _decide(
+        self,
+        *,
+        policy: str,
+        policy_version: int | None,
+        category: str,
+        subject_category: str | None,
+        outcome: str | None,
+        source: str | None,
+        context: str | None,
+        collected_at: datetime,
+        with_alarm: bool,
+    ) -> tuple[int, Decision]:
         version, document = self.policy(policy, policy_version)
         dims = (category, subject_category, outcome, source, context)
-        moment = collected_at if self._depends_on_collected_at(document, version, dims) else None
-        key: _DecisionKey = (policy, version, *dims, moment)
+        depends = self._depends_on_collected_at(document, version, dims, with_alarm=with_alarm)
+        key: _DecisionKey = (policy, version, *dims, with_alarm, collected_at if depends else None)
         decision = self._decisions.get(key)
         if decision is None:
             decision = evaluate(
@@ -309,7 +367,7 @@ def recompute_for_event(
         for rows in _scope_batches(session, scope, batch_size):
             updates: list[tuple[uuid.UUID, records.Due]] = []
             for row in rows:
-                _, decision = evaluator.decide(
+                _, due = evaluator.decide_due(
                     policy=row.policy,
                     policy_version=row.policy_version,
                     category=row.category,
@@ -319,7 +377,6 @@ def recompute_for_event(
                     context=row.context,
                     collected_at=row.collected_at,
                 )
-                due = due_of(decision)
                 before = records.Due(
                     due_at=row.due_at,
                     rule_id=row.rule_id,

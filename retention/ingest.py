@@ -13,6 +13,7 @@ file twice adds nothing.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import uuid
@@ -98,8 +99,8 @@ def erase_subject_key(
 # --- records -------------------------------------------------------------------------------------
 
 
-def fingerprint_body(body: RecordBody, subject_ref: Mapping[str, Any]) -> dict[str, Any]:
-    """What a replay must repeat exactly: the record's fields, its subject reference and id."""
+def fingerprint_meta(body: RecordBody, subject_ref: Mapping[str, Any]) -> dict[str, Any]:
+    """What a replay must repeat besides the payload: the record's fields and its subject."""
     return {
         "subject": dict(subject_ref),
         "policy": body.policy,
@@ -109,7 +110,6 @@ def fingerprint_body(body: RecordBody, subject_ref: Mapping[str, Any]) -> dict[s
         "outcome": body.outcome,
         "source": body.source,
         "collected_at": _utc(body.collected_at),
-        "payload": body.payload,
     }
 
 
@@ -125,7 +125,9 @@ def ingest_record(
     """Store one record with its due date; returns (record, created). Same id and same body:
     the stored record, not created; same id and another body: RecordConflictError (409)."""
     payload_hash = records.record_fingerprint(
-        keyring, fingerprint_body(body, {"subject_id": str(body.subject_id)})
+        keyring,
+        fingerprint_meta(body, {"subject_id": str(body.subject_id)}),
+        records.canonical_json(body.payload),
     )
     if body.id is not None:
         existing = session.get(PersonalRecord, body.id)
@@ -325,6 +327,8 @@ class ImportState:
         self.now = now
         self.evaluator = Evaluator(session, now=now)
         self.subject_by_email: dict[str, uuid.UUID] = {}
+        # subjects whose e-mail is in `subject_by_email`: their identity needs no decryption
+        self.known_ids: set[uuid.UUID] = set()
         # e-mail → stored subjects found by the batch's prefetch, not yet used by a line
         self.matches: dict[str, list[uuid.UUID]] = {}
         self.cache = records.KeyCache(keyring)
@@ -333,10 +337,17 @@ class ImportState:
         """A new transaction (one per batch): keep the caches that stay true."""
         self.evaluator.session = session
 
-    def trim(self, limit: int = 20_000) -> None:
-        """Keep memory flat on long imports: the caches only save work, the database decides."""
+    def remember(self, email: str, subject_id: uuid.UUID) -> None:
+        self.subject_by_email[email] = subject_id
+        self.known_ids.add(subject_id)
+
+    def trim(self, limit: int = 200_000) -> None:
+        """Keep memory bounded on long imports: the caches only save work, the database decides
+        (about 200 bytes a subject: 40 MB at the limit)."""
         if len(self.subject_by_email) > limit:
             self.subject_by_email.clear()
+            self.known_ids.clear()
+        if len(self.cache) > limit // 4:
             self.cache = records.KeyCache(self.keyring)
         self.matches.clear()
         self.evaluator.trim(limit)
@@ -351,10 +362,21 @@ def _validation_error(line: int, exc: ValidationError) -> LineError:
 
 def parse_ndjson_line(line_no: int, text: str) -> ImportLine | LineError:
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return LineError(line_no, "", f"not JSON ({exc.msg} at column {exc.colno})")
-    return validate_line(line_no, raw)
+        line = ImportLine.model_validate_json(text)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        if err.get("type") == "json_invalid":
+            return LineError(line_no, "", "not JSON")
+        if err.get("type") == "model_type":
+            return LineError(line_no, "", "a line must be a JSON object")
+        return _validation_error(line_no, exc)
+    return _check_subject(line_no, line)
+
+
+def _check_subject(line_no: int, line: ImportLine) -> ImportLine | LineError:
+    if (line.subject_id is None) == (line.subject is None):
+        return LineError(line_no, "subject", "give exactly one of subject_id or subject")
+    return line
 
 
 def validate_line(line_no: int, raw: Any) -> ImportLine | LineError:
@@ -364,9 +386,7 @@ def validate_line(line_no: int, raw: Any) -> ImportLine | LineError:
         line = ImportLine.model_validate(raw)
     except ValidationError as exc:
         return _validation_error(line_no, exc)
-    if (line.subject_id is None) == (line.subject is None):
-        return LineError(line_no, "subject", "give exactly one of subject_id or subject")
-    return line
+    return _check_subject(line_no, line)
 
 
 CSV_SUBJECT_PREFIX = "subject."
@@ -425,8 +445,9 @@ def batched(
         yield batch
 
 
-def _derived_id(keyring: Keyring, fingerprint: dict[str, Any]) -> uuid.UUID:
-    digest = bytes.fromhex(records.record_fingerprint(keyring, {"id-of": fingerprint}))
+def _derived_id(payload_hash: str) -> uuid.UUID:
+    """The id of a line without one: from its keyed content hash, so a replay finds it."""
+    digest = hashlib.sha256(b"lethe/record-id/1" + bytes.fromhex(payload_hash)).digest()
     return uuid.UUID(bytes=digest[:16], version=4)
 
 
@@ -451,7 +472,7 @@ def import_batch(
     """Import one batch of parsed lines in the caller's transaction; bad lines are reported."""
     keyring = state.keyring
     result = BatchResult()
-    good: list[tuple[int, ImportLine, str, uuid.UUID]] = []
+    good: list[tuple[int, ImportLine, str, uuid.UUID, bytes]] = []
     for number, parsed in lines:
         if isinstance(parsed, LineError):
             result.failures.append(parsed)
@@ -460,10 +481,10 @@ def import_batch(
             ref: dict[str, Any] = {"email": records.normalise_email(parsed.subject.email)}
         else:
             ref = {"subject_id": str(parsed.subject_id)}
-        fingerprint = fingerprint_body(parsed, ref)
-        payload_hash = records.record_fingerprint(keyring, fingerprint)
-        record_id = parsed.id or _derived_id(keyring, fingerprint)
-        good.append((number, parsed, payload_hash, record_id))
+        payload = records.canonical_json(parsed.payload)
+        payload_hash = records.record_fingerprint(keyring, fingerprint_meta(parsed, ref), payload)
+        record_id = parsed.id or _derived_id(payload_hash)
+        good.append((number, parsed, payload_hash, record_id, payload))
 
     # Replays and conflicts of record ids (within the batch and with stored records).
     stored = (
@@ -477,8 +498,8 @@ def import_batch(
         if good
         else {}
     )
-    fresh: list[tuple[int, ImportLine, str, uuid.UUID]] = []
-    for number, parsed, payload_hash, record_id in good:
+    fresh: list[tuple[int, ImportLine, str, uuid.UUID, bytes]] = []
+    for number, parsed, payload_hash, record_id, payload in good:
         known = stored.get(record_id)
         if known is not None:
             if known == payload_hash:
@@ -489,23 +510,26 @@ def import_batch(
                 )
             continue
         stored[record_id] = payload_hash
-        fresh.append((number, parsed, payload_hash, record_id))
+        fresh.append((number, parsed, payload_hash, record_id, payload))
 
     # Subjects: by id (must exist, not erased) or inline (found by e-mail, else created).
     by_id = _existing_subjects(
-        session, {p.subject_id for _, p, _, _ in fresh if p.subject_id is not None}
+        session, {p.subject_id for _, p, _, _, _ in fresh if p.subject_id is not None}
     )
     unseen = {
-        records.normalise_email(p.subject.email) for _, p, _, _ in fresh if p.subject is not None
+        records.normalise_email(p.subject.email) for _, p, _, _, _ in fresh if p.subject is not None
     } - state.subject_by_email.keys()
     state.matches.update(
-        records.find_subjects_by_emails(session, keyring=keyring, emails=unseen, cache=state.cache)
+        records.find_subjects_by_emails(
+            session, keyring=keyring, emails=unseen, cache=state.cache, skip=state.known_ids
+        )
     )
+    state.cache.prefetch(session, [s for s, erased in by_id.items() if not erased])
     new_subjects: list[dict[str, Any]] = []
     new_keys: list[dict[str, Any]] = []
     new_subject_ids: list[uuid.UUID] = []
     rows: list[dict[str, Any]] = []
-    for number, parsed, payload_hash, record_id in fresh:
+    for number, parsed, payload_hash, record_id, payload in fresh:
         try:
             if parsed.subject_id is not None:
                 erased = by_id.get(parsed.subject_id)
@@ -525,7 +549,7 @@ def import_batch(
                     new_keys=new_keys,
                     new_subject_ids=new_subject_ids,
                 )
-            version, decision = state.evaluator.decide(
+            version, due = state.evaluator.decide_due(
                 policy=parsed.policy,
                 category=parsed.category,
                 subject_category=parsed.subject_category,
@@ -542,7 +566,6 @@ def import_batch(
             field_name = "policy" if exc.code == "unknown-policy" else ""
             result.failures.append(LineError(number, field_name, exc.detail))
             continue
-        due = due_of(decision)
         rows.append(
             {
                 "id": record_id,
@@ -558,7 +581,7 @@ def import_batch(
                 "payload": seal(
                     data_key,
                     key_id,
-                    records.canonical_json(parsed.payload),
+                    payload,
                     records.payload_binding(record_id, subject_id),
                 ),
                 "payload_hash": payload_hash,
@@ -629,9 +652,9 @@ def _resolve_inline_subject(
     if len(found) > 1:
         raise LineFailure("subject.email", "several subjects have this e-mail; give subject_id")
     if found:
-        state.subject_by_email[email] = found[0]
+        state.remember(email, found[0])
         return found[0]
-    built, key, plain = records.build_subject(
+    new = records.new_subject_rows(
         state.keyring,
         email=email,
         name=subject.name,
@@ -639,32 +662,12 @@ def _resolve_inline_subject(
         attributes=subject.attributes,
         now=now,
     )
-    new_subjects.append(
-        {
-            "id": built.id,
-            "identity": built.identity,
-            "email_index": built.email_index,
-            "external_id_index": built.external_id_index,
-            "created_at": now,
-            "updated_at": now,
-            "erased_at": None,
-        }
-    )
-    new_keys.append(
-        {
-            "id": key.id,
-            "subject_id": built.id,
-            "wrapped_key": key.wrapped_key,
-            "kek_epoch": key.kek_epoch,
-            "created_at": now,
-            "rewrapped_at": None,
-            "destroyed_at": None,
-        }
-    )
-    new_subject_ids.append(built.id)
-    state.subject_by_email[email] = built.id
-    state.cache.put(built.id, key.id, plain)
-    return built.id
+    new_subjects.append(new.subject_row)
+    new_keys.append(new.key_row)
+    new_subject_ids.append(new.id)
+    state.remember(email, new.id)
+    state.cache.put(new.id, new.key_id, new.data_key)
+    return new.id
 
 
 def iter_text_lines(data: bytes | str) -> Iterator[str]:
