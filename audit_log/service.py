@@ -4,6 +4,11 @@
 `IMMEDIATE`; PostgreSQL: a transaction-scoped advisory lock), so concurrent writers serialise
 and a rolled-back transaction leaves no gap. It never hashes more than its own leaf: tree heads
 are computed at checkpoint time from stored subtrees (see `audit_log.tree`).
+
+Rows are written with one multi-row INSERT, not one statement per entry: `append` queues the
+row on the session and the queue is written, in the same transaction, before the commit,
+before any ORM statement the session executes (so queries see the entries), and before a
+savepoint begins (so the savepoint cannot take earlier entries with it); a rollback drops it.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
-from sqlalchemy.orm import SessionTransaction
+from sqlalchemy import event, func, insert, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import ORMExecuteState, SessionTransaction
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from audit_log import canonical
@@ -27,17 +34,23 @@ from records.db import begin_write
 # Key of PostgreSQL's transaction advisory lock that serialises audit writers ("LETHEAUD").
 ADVISORY_LOCK_KEY = 0x4C45544845415544
 _NEXT = "lethe_audit_next_index"
+_PENDING = "lethe_audit_pending_rows"
+_TABLE = AuditEntry.__table__  # type: ignore[attr-defined]
+_sha256 = hashlib.sha256
 
 
 def leaf_hash(data: bytes) -> bytes:
     """RFC 9162 leaf hash: SHA-256(0x00 ‖ data)."""
-    return hashlib.sha256(b"\x00" + data).digest()
+    return _sha256(b"\x00" + data).digest()
 
 
 def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with microseconds and a `Z`: `2026-03-27T11:00:00.000000Z`."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise AuditDetailsError("audit time must be an aware datetime")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def entry_body(
@@ -53,6 +66,8 @@ def entry_body(
     """The canonical JSON body of one entry (format version `canonical.FORMAT_VERSION`)."""
     if not action or not actor:
         raise AuditDetailsError("an audit entry needs an action and an actor")
+    for name, given in (("action", action), ("actor", actor), ("target", target)):
+        canonical.check_value(given, name)
     value: dict[str, Any] = {
         "v": canonical.FORMAT_VERSION,
         "index": index,
@@ -64,8 +79,6 @@ def entry_body(
         "details": dict(details) if details is not None else {},
     }
     canonical.check_value(value["details"])
-    for name in ("action", "actor", "target"):
-        canonical.check_value(value[name], name)
     return canonical.dumps(value)
 
 
@@ -102,7 +115,7 @@ def append(
     target: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> AuditEntry:
-    """Write one entry in the caller's transaction and return it (not yet committed)."""
+    """Add one entry to the caller's transaction and return it (written before the commit)."""
     index = _next_index(session)
     body = entry_body(
         index=index,
@@ -113,24 +126,60 @@ def append(
         target=target,
         details=details,
     )
-    entry = AuditEntry(
-        idx=index,
-        created_at=now,
-        action=action,
-        actor=actor,
-        subject_id=subject_id,
-        target=target,
-        body=body,
-        leaf_hash=leaf_hash(body.encode("utf-8")),
-    )
-    session.add(entry)
+    row: dict[str, Any] = {
+        "idx": index,
+        "created_at": now,
+        "action": action,
+        "actor": actor,
+        "subject_id": subject_id,
+        "target": target,
+        "body": body,
+        "leaf_hash": _sha256(b"\x00" + body.encode()).digest(),
+    }
+    session.info.setdefault(_PENDING, []).append(row)
     transaction = _current_transaction(session)
     if transaction is not None:
         session.info[_NEXT] = (weakref.ref(transaction), index + 1)
-    return entry
+    return AuditEntry.model_construct(**row)
+
+
+def flush_pending(session: OrmSession, connection: Connection | None = None) -> None:
+    """Write the queued entries now (on `connection`, default the session's current one)."""
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        (connection or session.connection()).execute(insert(_TABLE), rows)
 
 
 def size(session: Session) -> int:
-    """Number of entries in the log (committed and visible to this session)."""
+    """Number of entries in the log (committed, or written by this transaction)."""
     last = session.execute(select(func.max(AuditEntry.idx))).scalar_one_or_none()
     return 0 if last is None else int(last) + 1
+
+
+@event.listens_for(OrmSession, "before_commit")
+def _write_before_commit(session: OrmSession) -> None:
+    flush_pending(session)
+
+
+@event.listens_for(OrmSession, "do_orm_execute")
+def _write_before_queries(state: ORMExecuteState) -> None:
+    if state.session.info.get(_PENDING):
+        flush_pending(state.session)
+
+
+@event.listens_for(OrmSession, "after_transaction_create")
+def _write_before_savepoints(session: OrmSession, transaction: SessionTransaction) -> None:
+    if transaction.nested and session.info.get(_PENDING) and transaction.parent is not None:
+        # The SAVEPOINT is emitted lazily, so the parent's connection is still outside it.
+        flush_pending(session, transaction.parent.connection(None))
+
+
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _drop_on_rollback(session: OrmSession, previous_transaction: SessionTransaction) -> None:
+    session.info.pop(_PENDING, None)
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _drop_when_closed(session: OrmSession, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # committed (already written) or abandoned
+        session.info.pop(_PENDING, None)

@@ -74,7 +74,31 @@ def test_a_rolled_back_savepoint_leaves_no_gap(engine: Engine) -> None:
         last = service.append(s, action="a.d", actor="cli", now=NOW)
     assert last.idx == 1
     with Session(engine) as s:
-        assert [e.idx for e in s.exec(select(AuditEntry).order_by(col(AuditEntry.idx)))] == [0, 1]
+        kept = s.exec(select(AuditEntry).order_by(col(AuditEntry.idx))).all()
+    assert [(e.idx, e.action) for e in kept] == [(0, "a.b"), (1, "a.d")]
+
+
+def test_a_released_savepoint_keeps_its_entries(engine: Engine) -> None:
+    with unit_of_work(engine) as s:
+        with s.begin_nested():
+            service.append(s, action="a.b", actor="cli", now=NOW)
+        service.append(s, action="a.c", actor="cli", now=NOW)
+    with Session(engine) as s:
+        assert service.size(s) == 2
+
+
+def test_the_transaction_sees_its_own_entries_and_an_abandoned_one_leaves_none(
+    engine: Engine,
+) -> None:
+    with Session(engine) as s:
+        service.append(s, action="a.b", actor="cli", now=NOW)
+        assert service.size(s) == 1  # queries in the transaction see the entry
+        s.close()  # abandoned without a commit
+        service.append(s, action="a.c", actor="cli", now=NOW)
+        s.commit()
+    with Session(engine) as s:
+        rows = s.exec(select(AuditEntry)).all()
+    assert [(e.idx, e.action) for e in rows] == [(0, "a.c")]
 
 
 @pytest.mark.parametrize(
