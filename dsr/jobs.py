@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from dsr.deadlines import DUE_SOON_DAYS
-from dsr.models import CLOSED_STATUSES, DsrRequest
+from dsr.models import CLOSED_STATUSES, DsrIntakeHit, DsrRequest
 from dsr.notifier import Email, Notifier
+from dsr.service import RATE_WINDOW
 from records.db import unit_of_work
 
 log = structlog.get_logger(__name__)
@@ -23,9 +24,12 @@ def deadline_alerts(
     engine: Engine, notifier: Notifier, now: datetime, *, alert_to: str | None = None
 ) -> dict[str, int]:
     """Log every open request overdue or due within 7 days (ids only) and, when `alert_to` is
-    set, mail the controller's mailbox one summary. Returns the counts."""
+    set, mail the controller's mailbox one summary; drop stale intake counters. Returns the
+    counts."""
     horizon = now + timedelta(days=DUE_SOON_DAYS)
     with unit_of_work(engine) as session:
+        # Intake counters outlive their hour only until this job: nothing is kept longer.
+        session.execute(delete(DsrIntakeHit).where(col(DsrIntakeHit.at) < now - RATE_WINDOW))
         rows = list(
             session.execute(
                 select(DsrRequest)

@@ -6,9 +6,12 @@ from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 from freezegun import freeze_time
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from dsr.jobs import DEADLINE_ALERT_JOB, deadline_alerts
+from dsr.models import DsrIntakeHit
 from dsr.notifier import OutboxNotifier
 from tests.integration.test_requests import CANARY_EMAIL, outbox
 
@@ -34,3 +37,17 @@ def test_deadline_alert_lists_overdue_and_soon_due_requests(
 
 def test_deadline_alert_is_a_scheduled_job(client: TestClient) -> None:
     assert DEADLINE_ALERT_JOB in client.app.state.scheduler.jobs  # type: ignore[attr-defined]
+
+
+def test_deadline_job_drops_intake_counters_older_than_the_window(
+    client: TestClient, engine: Engine
+) -> None:
+    with freeze_time(datetime(2025, 1, 6, 9, tzinfo=UTC)):
+        client.post("/v1/requests", json={"type": "access", "email": "old@example.org"})
+    with freeze_time(datetime(2025, 1, 6, 11, tzinfo=UTC)):
+        client.post("/v1/requests", json={"type": "access", "email": "new@example.org"})
+    deadline_alerts(engine, OutboxNotifier(), datetime(2025, 1, 6, 11, 30, tzinfo=UTC))
+    with Session(engine) as s:
+        hits = list(s.execute(select(DsrIntakeHit)).scalars())
+    assert len(hits) == 2  # the 11:00 request's address and e-mail buckets only
+    assert all(h.at == datetime(2025, 1, 6, 11, tzinfo=UTC) for h in hits)

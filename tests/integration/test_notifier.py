@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import email
 import io
+import json
 import re
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Any
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, ClassVar
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -129,3 +132,47 @@ def test_outbox_log_line_carries_neither_code_nor_address(
     assert "dsr.notification.queued" in written
     assert code not in written
     assert CANARY not in written
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        type(self).received.append(json.loads(self.rfile.read(length)))
+        self.send_response(204 if self.path == "/ok" else 500)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def hook_server() -> Iterator[str]:
+    _Hook.received = []
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_webhook_is_posted_and_a_failing_one_is_a_domain_error(
+    hook_server: str, session: Session
+) -> None:
+    notifier = SmtpNotifier(host="unused.invalid", timeout=5)
+    payload = {"event": "dsr.erasure", "record_ids": ["r1"]}
+    notifier.post_webhook(session, f"{hook_server}/ok", payload, request_id=None, now=utc_now())
+    assert _Hook.received == [payload]
+    with pytest.raises(NotificationError):
+        notifier.post_webhook(
+            session, f"{hook_server}/broken", payload, request_id=None, now=utc_now()
+        )
+    with pytest.raises(NotificationError):
+        notifier.post_webhook(
+            session, "file:///etc/passwd", payload, request_id=None, now=utc_now()
+        )
