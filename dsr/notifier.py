@@ -118,16 +118,21 @@ class SmtpNotifier:
     password: str | None = None
     tls: TlsMode = "none"
     timeout: float = 15.0
+    # None: the system's trust store with host-name checking (a private CA can be passed in)
+    ssl_context: ssl.SSLContext | None = None
+
+    def _context(self) -> ssl.SSLContext:
+        return self.ssl_context or ssl.create_default_context()
 
     def _connect(self) -> smtplib.SMTP:
         if self.tls == "tls":
             return smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+                self.host, self.port, timeout=self.timeout, context=self._context()
             )
         client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         if self.tls == "starttls":
             client.ehlo()
-            client.starttls(context=ssl.create_default_context())
+            client.starttls(context=self._context())
             client.ehlo()
         return client
 

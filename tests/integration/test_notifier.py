@@ -8,16 +8,23 @@ import io
 import json
 import re
 import socket
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -176,3 +183,62 @@ def test_webhook_is_posted_and_a_failing_one_is_a_domain_error(
         notifier.post_webhook(
             session, "file:///etc/passwd", payload, request_id=None, now=utc_now()
         )
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_starttls_delivery_verifies_the_server_certificate(
+    tmp_path: Path, session: Session
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    box = Mailbox(host="127.0.0.1", port=_free_port())
+    controller = Controller(
+        box, hostname="localhost", port=box.port, tls_context=server_ctx, require_starttls=True
+    )
+    controller.start()
+    try:
+        untrusted = SmtpNotifier(host="localhost", port=box.port, tls="starttls", timeout=5)
+        with pytest.raises(NotificationError):
+            untrusted.send_email(session, Email(to=CANARY, subject="s", body="b"), now=utc_now())
+        plain = SmtpNotifier(host="localhost", port=box.port, tls="none", timeout=5)
+        with pytest.raises(NotificationError):  # the server insists on STARTTLS
+            plain.send_email(session, Email(to=CANARY, subject="s", body="b"), now=utc_now())
+        trusted = SmtpNotifier(
+            host="localhost",
+            port=box.port,
+            tls="starttls",
+            timeout=5,
+            ssl_context=ssl.create_default_context(cafile=str(cert)),
+        )
+        trusted.send_email(session, Email(to=CANARY, subject="s", body="over TLS"), now=utc_now())
+    finally:
+        controller.stop()
+    [message] = box.messages
+    assert "over TLS" in body(message)
