@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import or_, select, text
 from sqlmodel import Session
@@ -23,7 +24,6 @@ from sqlmodel import Session
 from audit_log import service as audit
 from records.db import begin_write
 from records.http import Actor
-from records.models import PersonalRecord
 from retention.errors import (
     HoldAlreadyReleasedError,
     HoldNotFoundError,
@@ -182,9 +182,7 @@ def list_holds(session: Session, *, active: bool | None = None) -> list[LegalHol
     return list(session.execute(query).scalars())
 
 
-def active_holds_for(
-    session: Session, records: Sequence[PersonalRecord]
-) -> dict[uuid.UUID, list[uuid.UUID]]:
+def active_holds_for(session: Session, records: Sequence[Any]) -> dict[uuid.UUID, list[uuid.UUID]]:
     """Active holds keeping each of `records` (record id → hold ids); absent when none."""
     if not records:
         return {}
@@ -224,8 +222,12 @@ def active_holds_for(
     return found
 
 
-def keeping(session: Session, records: Sequence[PersonalRecord]) -> dict[uuid.UUID, list[str]]:
-    """What keeps each record from disposition: hold ids and `restriction:<ground>`."""
+def keeping(session: Session, records: Sequence[Any]) -> dict[uuid.UUID, list[str]]:
+    """What keeps each record from disposition: hold ids and `restriction`.
+
+    `records` are `PersonalRecord`s or rows with their `id`, `subject_id`, `policy`, `context`,
+    `restricted_at` and `restriction_ground`.
+    """
     kept: dict[uuid.UUID, list[str]] = {
         rid: [str(h) for h in hs] for rid, hs in active_holds_for(session, records).items()
     }
