@@ -378,3 +378,25 @@ def test_resend_replaces_the_code_and_counts_against_the_intake_limit(
         verified = client.post(f"/v1/requests/{rid}/verify", json={"code": second})
         assert verified.json() == {"status": "verified"}
         assert client.post(f"/v1/requests/{rid}/resend").status_code == 409
+
+
+def test_nothing_is_processed_before_identity_is_verified(
+    client: TestClient, engine: Engine, auth_headers: KeyFactory, frozen: Any
+) -> None:
+    make_candidate(engine, keyring_of(client))
+    rid = client.post("/v1/requests", json={"type": "access", "email": CANARY_EMAIL}).json()["id"]
+    early = client.post(f"/v1/requests/{rid}/process", headers=auth_headers("controller"))
+    assert early.status_code == 409
+    assert early.headers["content-type"] == "application/problem+json"
+    assert CANARY_EMAIL not in early.text
+    assert client.get(f"/v1/requests/{rid}/package", params={"token": "x"}).status_code == 403
+    unknown = client.get(f"/v1/requests/{uuid.uuid4()}", headers=auth_headers("controller"))
+    assert unknown.status_code == 404
+
+
+def test_an_invalid_email_is_refused_without_echoing_it(client: TestClient) -> None:
+    response = client.post(
+        "/v1/requests", json={"type": "access", "email": "not-an-address-canary-77"}
+    )
+    assert response.status_code == 422
+    assert "canary-77" not in response.text
