@@ -341,9 +341,9 @@ class ImportState:
         self.subject_by_email[email] = subject_id
         self.known_ids.add(subject_id)
 
-    def trim(self, limit: int = 200_000) -> None:
+    def trim(self, limit: int = 50_000) -> None:
         """Keep memory bounded on long imports: the caches only save work, the database decides
-        (about 200 bytes a subject: 40 MB at the limit)."""
+        (about 200 bytes a subject: 10 MB at the limit)."""
         if len(self.subject_by_email) > limit:
             self.subject_by_email.clear()
             self.known_ids.clear()

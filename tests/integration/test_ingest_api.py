@@ -16,6 +16,7 @@ from audit_log.models import AuditEntry
 from policies import service as policies
 from policies.loader import registry_dir
 from records.db import unit_of_work
+from retention import ingest
 from tests.conftest import KeyFactory
 
 CALL = "EC/2024/CNECT/443651"
@@ -304,3 +305,27 @@ def test_no_personal_data_is_stored_in_clear(
     assert subject_id.replace("-", "") in dump.replace("-", "")
     for canary in (CANARY_EMAIL.lower(), CANARY_NAME, CANARY_CV, "EPSO-0001"):
         assert canary not in dump
+
+
+def test_an_erased_subjects_record_is_410_and_the_erasure_is_audited(
+    client: TestClient, auth_headers: KeyFactory, loaded: Engine, session: Session
+) -> None:
+    subject_id = _subject(client, auth_headers("ingest"))
+    rec = client.post("/v1/records", json=_record(subject_id), headers=auth_headers("ingest"))
+    with unit_of_work(loaded) as s:
+        key_id = ingest.erase_subject_key(
+            s, subject_id=uuid.UUID(subject_id), actor="test", now=datetime.now(UTC)
+        )
+    gone = client.get(f"/v1/records/{rec.json()['id']}", headers=auth_headers("dpo"))
+    assert gone.status_code == 410
+    assert gone.headers["content-type"] == "application/problem+json"
+    assert CANARY_CV not in gone.text
+    found = client.get(
+        "/v1/subjects", params={"email": CANARY_EMAIL}, headers=auth_headers("controller")
+    )
+    assert found.json() == []
+    entry = session.scalars(
+        select(AuditEntry).where(AuditEntry.action == "records.key.destroyed")  # type: ignore[arg-type]
+    ).one()
+    assert entry.target == f"data_key:{key_id}"
+    assert str(entry.subject_id) == subject_id
