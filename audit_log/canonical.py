@@ -20,12 +20,28 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 def check_value(value: Any, path: str = "details") -> None:
     """Raise AuditDetailsError unless `value` is JSON of str/int/bool/None/list/dict, no floats."""
+    kind = type(value)
+    if kind is str:
+        if "@" in value and _EMAIL.search(value):
+            raise AuditDetailsError(
+                f"audit details must not contain personal data such as e-mail addresses ({path})"
+            )
+        return
+    if value is None or kind is int or kind is bool:
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise AuditDetailsError(f"audit details keys must be strings ({path})")
+            if type(item) is not int or item is True or item is False:
+                check_value(item, f"{path}.{key}")
+        return
     if value is None or isinstance(value, bool | int):
         return
     if isinstance(value, float):
         raise AuditDetailsError(f"audit details must not contain floats ({path}); use int or str")
     if isinstance(value, str):
-        if _EMAIL.search(value):
+        if "@" in value and _EMAIL.search(value):
             raise AuditDetailsError(
                 f"audit details must not contain personal data such as e-mail addresses ({path})"
             )
@@ -43,11 +59,15 @@ def check_value(value: Any, path: str = "details") -> None:
     raise AuditDetailsError(f"audit details must be JSON values ({path} is {type(value).__name__})")
 
 
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+encode_string: Any = json.encoder.encode_basestring
+
+
 def dumps(value: Any) -> str:
     """The canonical JSON string of `value` (already checked)."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return _ENCODER.encode(value)
 
 
 def is_canonical(body: str) -> bool:
