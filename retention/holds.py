@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import select, text
 from sqlmodel import Session
 
 from audit_log import service as audit
@@ -186,29 +186,17 @@ def active_holds_for(session: Session, records: Sequence[Any]) -> dict[uuid.UUID
     """Active holds keeping each of `records` (record id → hold ids); absent when none."""
     if not records:
         return {}
-    subjects = {str(r.subject_id) for r in records}
-    policies = {r.policy for r in records}
-    contexts = {r.context for r in records if r.context is not None}
-    ids = {str(r.id) for r in records}
-    conditions = [
-        (LegalHold.scope_kind == HoldScope.subject.value) & LegalHold.scope_value.in_(subjects),  # type: ignore[attr-defined]
-        (LegalHold.scope_kind == HoldScope.policy.value) & LegalHold.scope_value.in_(policies),  # type: ignore[attr-defined]
-        (LegalHold.scope_kind == HoldScope.record.value) & LegalHold.scope_value.in_(ids),  # type: ignore[attr-defined]
-    ]
-    if contexts:
-        conditions.append(
-            (LegalHold.scope_kind == HoldScope.context.value) & LegalHold.scope_value.in_(contexts)  # type: ignore[attr-defined]
-        )
+    # Active holds are few (tens, not millions): read them all and match in memory rather
+    # than sending every batch's ids to the database.
     holds = session.execute(
-        select(LegalHold).where(
-            LegalHold.released_at.is_(None),  # type: ignore[union-attr]
-            or_(*conditions),
-        )
+        select(LegalHold).where(LegalHold.released_at.is_(None))  # type: ignore[union-attr]
     ).scalars()
     index: dict[tuple[str, str], list[uuid.UUID]] = {}
     for hold in holds:
         index.setdefault((hold.scope_kind, hold.scope_value), []).append(hold.id)
     found: dict[uuid.UUID, list[uuid.UUID]] = {}
+    if not index:
+        return found
     for record in records:
         keys: Iterable[tuple[str, str | None]] = (
             (HoldScope.subject.value, str(record.subject_id)),

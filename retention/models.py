@@ -101,7 +101,6 @@ class PurgeItem(SQLModel, table=True):
     __tablename__ = "purge_item"
     __table_args__ = (
         UniqueConstraint("run_id", "record_id", name="uq_purge_item_run_record"),
-        Index("ix_purge_item_record_id", "record_id"),
     )
 
     id: int | None = Field(

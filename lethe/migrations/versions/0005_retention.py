@@ -74,7 +74,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("run_id", "record_id", name="uq_purge_item_run_record"),
     )
-    op.create_index("ix_purge_item_record_id", "purge_item", ["record_id"])
     op.create_table(
         "job_lease",
         sa.Column("job_id", sa.String(100), nullable=False),
@@ -88,7 +87,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("job_lease")
-    op.drop_index("ix_purge_item_record_id", table_name="purge_item")
     op.drop_table("purge_item")
     op.drop_index("ix_purge_run_status", table_name="purge_run")
     op.drop_table("purge_run")
