@@ -108,18 +108,15 @@ class TreeChecker:
         self._sizes: list[int] = []
         self._pending: list[tuple[int, str]] = []
         self._next = 0  # index expected next
+        self._sorted: list[int] | None = None  # wanted sizes still to reach, largest first
 
     def feed(self, rows: Iterable[tuple[int, str]], *, last: bool = False) -> None:
         """Add rows in index order; `last=True` once at the end hashes the final partial chunk."""
-        pending = self._pending
-        for row in rows:
-            pending.append(row)
-            if len(pending) == CHUNK:
-                self._chunk(pending)
-                pending.clear()
-        if last and pending:
-            self._chunk(pending)
-            pending.clear()
+        (pending := self._pending).extend(rows)
+        end = len(pending) if last else len(pending) - len(pending) % CHUNK
+        for start in range(0, end, CHUNK):
+            self._chunk(pending[start : start + CHUNK])
+        del pending[:end]
 
     def _chunk(self, rows: list[tuple[int, str]]) -> None:
         start, idxs = self.size, [i for i, _ in rows]
@@ -132,8 +129,11 @@ class TreeChecker:
         leaves = [_sha(b"\x00" + b.encode()).digest() for _, b in rows]
         if self.canonical:
             self._check_bodies(rows)
-        for s in sorted(x for x in self.wanted if start < x <= start + len(rows)):
-            self.roots[s] = _fold([*self._hashes, _tree(leaves[: s - start])])
+        if self._sorted is None:
+            self._sorted = sorted(self.wanted, reverse=True)
+        while self._sorted and self._sorted[-1] <= start + len(rows):
+            if (s := self._sorted.pop()) > start:
+                self.roots[s] = _fold([*self._hashes, _tree(leaves[: s - start])])
         if len(rows) == CHUNK:
             self.chunk_roots.append(_tree(leaves))
             self._push(self.chunk_roots[-1], CHUNK)

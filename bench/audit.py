@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import MetaData, insert, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from audit_log import checkpoints, service
 from audit_log.models import AuditEntry
@@ -102,7 +102,9 @@ def main() -> None:
             rows = [
                 dict(r._mapping)
                 for r in s.execute(
-                    select(*columns).where(AuditEntry.idx >= start).order_by(AuditEntry.idx)
+                    select(*columns)
+                    .where(col(AuditEntry.idx) >= start)
+                    .order_by(col(AuditEntry.idx))
                 )
             ]
         t0 = time.perf_counter()
@@ -124,7 +126,9 @@ def main() -> None:
     with new_session(engine) as s:
         pairs = [
             (int(i), str(b))
-            for i, b in s.execute(select(AuditEntry.idx, AuditEntry.body).order_by(AuditEntry.idx))
+            for i, b in s.execute(
+                select(col(AuditEntry.idx), col(AuditEntry.body)).order_by(col(AuditEntry.idx))
+            )
         ]
     data = [b.encode() for _, b in pairs]
 
