@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -167,6 +168,12 @@ def main() -> int:
         sel = _timed(select_rows, repeats)
         print(f"package_{n}_median_ms={statistics.median(pkg) * 1000:.2f}")
         print(f"package_{n}_p95_ms={_p95(pkg) * 1000:.2f}")
+        tracemalloc.start()
+        build()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        # streamed: the peak stays near one batch, whatever the subject's record count
+        print(f"package_{n}_peak_mib={peak / 2**20:.1f}")
         print(f"select_{n}_median_ms={statistics.median(sel) * 1000:.2f}")
         ratio = statistics.median(pkg) / statistics.median(sel)
         print(f"ratio_{n}={ratio:.2f}")

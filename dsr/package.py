@@ -27,6 +27,7 @@ from dsr.errors import PackageAccessError
 from dsr.models import DsrDisclosure, DsrRequest, RequestStatus, RequestType
 from dsr.policy_info import PolicyCache, processing_information
 from dsr.service import EDPS_NOTE, DsrConfig
+from records import crypto
 from records import service as records
 from records.db import new_session
 from records.models import PersonalRecord
@@ -126,49 +127,91 @@ def record_download(
     )
 
 
+_COLUMNS = (
+    "id",
+    "policy",
+    "policy_version",
+    "category",
+    "subject_category",
+    "context",
+    "outcome",
+    "source",
+    "collected_at",
+    "payload",
+    "due_at",
+    "rule_id",
+    "rule_version",
+    "action",
+    "status",
+    "restricted_at",
+    "restriction_ground",
+)
+
+
 def _items(session: Session, config: DsrConfig, plan: Plan) -> Iterator[dict[str, Any]]:
-    cache = records.KeyCache(config.keyring)
-    wanted = set(plan.policies)
-    for batch in records.iter_record_batches(session, subject_id=plan.subject_id, batch_size=BATCH):
+    """The subject's records as plain rows, `BATCH` at a time by keyset on id: no ORM objects,
+    nothing kept once yielded, so memory stays at one batch whatever the subject holds."""
+    key_id, data_key = records.KeyCache(config.keyring).get(session, plan.subject_id)
+    table = PersonalRecord.__table__  # type: ignore[attr-defined]
+    columns = [table.c[name] for name in _COLUMNS]
+    wanted = list(plan.policies)
+    last: uuid.UUID | None = None
+    while True:
+        query = select(*columns).where(
+            table.c.subject_id == plan.subject_id, table.c.policy.in_(wanted)
+        )
+        if last is not None:
+            query = query.where(table.c.id > last)
+        rows = session.execute(query.order_by(table.c.id).limit(BATCH)).all()
+        if not rows:
+            return
+        last = rows[-1].id
         disclosed: dict[uuid.UUID, list[dict[str, str]]] = {}
         for d in session.execute(
             select(DsrDisclosure)
-            .where(col(DsrDisclosure.record_id).in_([r.id for r in batch]))
+            .where(col(DsrDisclosure.record_id).in_([r.id for r in rows]))
             .order_by(col(DsrDisclosure.disclosed_at))
         ).scalars():
             disclosed.setdefault(d.record_id, []).append(
                 {"recipient": d.recipient, "disclosed_at": d.disclosed_at.isoformat()}
             )
-        for record in batch:
-            if record.policy not in wanted:
-                continue
+        for r in rows:
             data = (
-                records.decrypt_payload(session, keyring=config.keyring, record=record, cache=cache)
-                if record.payload is not None
+                json.loads(
+                    crypto.open_sealed(
+                        data_key,
+                        key_id,
+                        r.payload,
+                        records.payload_binding(r.id, plan.subject_id),
+                    )
+                )
+                if r.payload is not None
                 else None
             )
             yield {
-                "id": str(record.id),
-                "policy": record.policy,
-                "policy_version": record.policy_version,
-                "category": record.category,
-                "subject_category": record.subject_category,
-                "context": record.context,
-                "outcome": record.outcome,
-                "source": record.source or "provided by you",
-                "collected_at": record.collected_at.isoformat(),
+                "id": str(r.id),
+                "policy": r.policy,
+                "policy_version": r.policy_version,
+                "category": r.category,
+                "subject_category": r.subject_category,
+                "context": r.context,
+                "outcome": r.outcome,
+                "source": r.source or "provided by you",
+                "collected_at": r.collected_at.isoformat(),
                 "retention": {
-                    "rule_id": record.rule_id,
-                    "rule_version": record.rule_version,
-                    "due_at": record.due_at.isoformat() if record.due_at else None,
-                    "action": record.action,
+                    "rule_id": r.rule_id,
+                    "rule_version": r.rule_version,
+                    "due_at": r.due_at.isoformat() if r.due_at else None,
+                    "action": r.action,
                 },
-                "status": record.status,
-                "restricted": record.restricted_at is not None,
-                "restriction_ground": record.restriction_ground,
-                "disclosed_to": disclosed.get(record.id, []),
+                "status": r.status,
+                "restricted": r.restricted_at is not None,
+                "restriction_ground": r.restriction_ground,
+                "disclosed_to": disclosed.get(r.id, []),
                 "data": data,
             }
+        if len(rows) < BATCH:
+            return
 
 
 def _header(session: Session, plan: Plan, now: datetime) -> dict[str, Any]:

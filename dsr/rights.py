@@ -380,6 +380,7 @@ def _rectification(
             raise InvalidRequestError("changes for a record id must be an object of fields")
         per_record[key] = value
     cache = records.KeyCache(config.keyring)
+    cache.get(session, request.subject_id)  # warm: an empty KeyCache is falsy
     rectified: list[uuid.UUID] = []
     fields_done: set[str] = set()
     refused: list[dict[str, Any]] = []
