@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlalchemy import func, select
+from sqlmodel import Session, col
 
 from audit_log import service as audit
 from dsr import otp
@@ -267,7 +267,13 @@ def _access(
     session: Session, *, config: DsrConfig, request: DsrRequest, actor: Actor, now: datetime
 ) -> DsrRequest:
     assert request.subject_id is not None
-    count = sum(len(b) for b in _batches(session, request.subject_id))
+    count = int(
+        session.execute(
+            select(func.count())
+            .select_from(PersonalRecord)
+            .where(col(PersonalRecord.subject_id) == request.subject_id)
+        ).scalar_one()
+    )
     token = _issue_token(config, request, now)
     until = request.package_token_expires_at
     assert until is not None
