@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import any_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql as pg
 from sqlmodel import Session, col
 
 from records.crypto import (
@@ -93,6 +94,15 @@ class Due:
     handover_to: str | None = None
 
 
+def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
+    """`column IN values`; on PostgreSQL `column = ANY(array)`: one parameter, not thousands
+    (bulk import asks for a thousand ids at a time)."""
+    listed = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, listed, type_=pg.ARRAY(column.type)))
+    return column.in_(listed)
+
+
 # --- data keys ---------------------------------------------------------------------------------
 
 
@@ -136,7 +146,7 @@ class KeyCache:
                 col(DataKey.id),
                 col(DataKey.wrapped_key),
                 col(DataKey.kek_epoch),
-            ).where(col(DataKey.subject_id).in_(missing))
+            ).where(one_of(session, col(DataKey.subject_id), missing))
         ).all()
         for subject_id, key_id, wrapped, epoch in rows:
             if wrapped is None or epoch is None:
@@ -325,7 +335,7 @@ def find_subjects_by_emails(
             col(DataKey.kek_epoch),
         )
         .join(DataKey, col(DataKey.subject_id) == col(Subject.id))
-        .where(col(Subject.email_index).in_(buckets), col(Subject.erased_at).is_(None))
+        .where(one_of(session, col(Subject.email_index), buckets), col(Subject.erased_at).is_(None))
         .order_by(col(Subject.created_at), col(Subject.id))
     ).all()
     found: dict[str, list[uuid.UUID]] = {}

@@ -9,16 +9,19 @@ event can trigger in keyset batches and writes only the due fields that changed.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, select
 from sqlmodel import Session, col
 
 from policies import service as policies
+from policies.calendar import Convention
 from policies.document import PolicyDocument, TriggerKind
 from policies.errors import PolicyNotFoundError
 from policies.evaluate import Decision, KnownEvent, PolicyVersion, evaluate, matches
@@ -29,6 +32,11 @@ from records.models import BusinessEvent, PersonalRecord, RecordStatus
 DEFAULT_BATCH = 1000
 
 _DecisionKey = tuple[str, int, str, str | None, str | None, str | None, str | None, bool, Any]
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 class UnknownPolicyError(InvalidInputError):
@@ -78,7 +86,7 @@ class Evaluator:
         self._events: dict[str | None, list[KnownEvent]] = {}
         self._any_events: list[KnownEvent] | None = None
         self._decisions: dict[_DecisionKey, Decision] = {}
-        self._needs_collected_at: dict[tuple[Any, ...], bool] = {}
+        self._needs_collected_at: dict[tuple[Any, ...], tuple[str, ...] | None] = {}
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -159,17 +167,22 @@ class Evaluator:
 
     # --- decisions ---------------------------------------------------------------------------
 
-    def _depends_on_collected_at(
+    def _collected_at_key(
         self,
         document: PolicyDocument,
         version: int,
         dims: tuple[Any, ...],
         *,
-        with_alarm: bool = True,
-    ) -> bool:
+        with_alarm: bool,
+    ) -> tuple[str, ...] | None:
+        """How the decision depends on `collected_at`: None (not at all), () (on the instant),
+        or the time zones whose local date is all that matters.
+
+        Under the Reg. 1182/71 convention a period ends at the end of a local day, so records
+        collected on the same local day share their due date (and the decision cache entry)."""
         key = (document.reference, version, with_alarm, *dims)
-        cached = self._needs_collected_at.get(key)
-        if cached is not None:
+        if key in self._needs_collected_at:
+            cached: tuple[str, ...] | None = self._needs_collected_at[key]
             return cached
         category, subject_category, outcome, source, context = dims
         rules = list(document.rules)
@@ -177,21 +190,31 @@ class Evaluator:
             rules += [
                 r for r in other.document.rules if document.reference in r.applies_to.policies
             ]
-        depends = any(
-            rule.trigger.kind in (TriggerKind.field, TriggerKind.sliding)
-            or (with_alarm and rule.review_if_untriggered_after is not None)
-            for rule in rules
-            if matches(
+        zones: set[str] = set()
+        exact = False
+        for rule in rules:
+            if not matches(
                 rule.applies_to,
                 category=category,
                 subject_category=subject_category,
                 outcome=outcome,
                 source=source,
                 context=context,
-            )
-        )
-        self._needs_collected_at[key] = depends
-        return depends
+            ):
+                continue
+            uses_field = rule.trigger.kind in (TriggerKind.field, TriggerKind.sliding)
+            if with_alarm and rule.review_if_untriggered_after is not None:
+                exact = True
+            if uses_field:
+                if rule.convention is Convention.regulation_1182_71:
+                    zones.add(rule.timezone)
+                else:
+                    exact = True
+        if with_alarm and zones:
+            exact = True  # the full decision also reports the trigger instant
+        result: tuple[str, ...] | None = () if exact else (tuple(sorted(zones)) or None)
+        self._needs_collected_at[key] = result
+        return result
 
     def decide(
         self,
@@ -260,8 +283,13 @@ class Evaluator:
     ) -> tuple[int, Decision]:
         version, document = self.policy(policy, policy_version)
         dims = (category, subject_category, outcome, source, context)
-        depends = self._depends_on_collected_at(document, version, dims, with_alarm=with_alarm)
-        key: _DecisionKey = (policy, version, *dims, with_alarm, collected_at if depends else None)
+        how = self._collected_at_key(document, version, dims, with_alarm=with_alarm)
+        moment: Any = None
+        if how == ():
+            moment = collected_at
+        elif how is not None:
+            moment = tuple(collected_at.astimezone(_zone(tz)).date() for tz in how)
+        key: _DecisionKey = (policy, version, *dims, with_alarm, moment)
         decision = self._decisions.get(key)
         if decision is None:
             decision = evaluate(

@@ -456,7 +456,9 @@ def _existing_subjects(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID,
     if not ids:
         return {}
     rows = session.execute(
-        select(col(Subject.id), col(Subject.erased_at)).where(col(Subject.id).in_(ids))
+        select(col(Subject.id), col(Subject.erased_at)).where(
+            records.one_of(session, col(Subject.id), ids)
+        )
     ).all()
     return {r[0]: r[1] is not None for r in rows}
 
@@ -491,7 +493,7 @@ def import_batch(
         dict(
             session.execute(
                 select(col(PersonalRecord.id), col(PersonalRecord.payload_hash)).where(
-                    col(PersonalRecord.id).in_([g[3] for g in good])
+                    records.one_of(session, col(PersonalRecord.id), [g[3] for g in good])
                 )
             ).all()
         )
