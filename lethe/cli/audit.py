@@ -67,6 +67,11 @@ def verify(
         f"OK: {report.entries} entries, {report.checkpoints} checkpoints verified; "
         f"witness now at size {newest}"
     )
+    if report.entries > newest:
+        console.print(
+            f"note: the last {report.entries - newest} entries are not yet covered by a signed "
+            "checkpoint (run `lethe audit checkpoint`, then verify again to cover them)"
+        )
 
 
 @audit_app.command("checkpoint")
