@@ -36,6 +36,7 @@ from records.db import unit_of_work
 NOW = datetime(2026, 3, 27, 11, 0, tzinfo=UTC)
 CHECKPOINT_SIZES = (100, 300, 520)
 GUARDED = ("audit_entry", "audit_subtree", "audit_checkpoint")
+CANARY = "Canary Person-7f3a"
 
 
 @dataclass
@@ -168,12 +169,13 @@ def _renumber(conn: Connection, start: int, delta: int) -> None:
         _write(conn, idx + delta, value)
 
 
-def _assert_refused(t: Trail, message: str) -> None:
+def _assert_refused(t: Trail, message: str) -> tuple[str, str]:
     db_rc, db_out, sa_rc, sa_out = _verdicts(t)
     assert db_rc == 1, db_out
     assert message in " ".join(db_out.split()), db_out
     assert sa_rc != 0, sa_out  # the standalone verifier agrees
     assert "FAILED" in sa_out
+    return db_out, sa_out
 
 
 def test_an_intact_trail_verifies_with_both_verifiers_and_moves_the_witness(trail: Trail) -> None:
@@ -190,10 +192,15 @@ def test_an_edited_entry_is_caught(trail: Trail) -> None:
     def attack(conn: Connection) -> None:
         value = _body(conn, 42)
         value["action"] = "records.record.viewed"
+        value["details"] = {"note": CANARY}
         _write(conn, 42, value)
 
     _as_admin(trail, attack)
-    _assert_refused(trail, "checkpoint of size 100: entries before it were changed")
+    db_out, sa_out = _assert_refused(
+        trail, "checkpoint of size 100: entries before it were changed"
+    )
+    assert "entry 42: its stored leaf hash" not in db_out  # the forger kept the hash consistent
+    assert CANARY not in db_out and CANARY not in sa_out  # verdicts name indexes, never content
 
 
 def test_an_edit_of_the_columns_alone_is_caught(trail: Trail) -> None:
