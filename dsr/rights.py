@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlmodel import Session, col
 
 from audit_log import service as audit
@@ -526,18 +526,24 @@ def erase_subject_data(
     notify_recipients(
         session, config=config, request=request, record_ids=to_delete, what="erasure", now=now
     )
-    for record_id in to_delete:
-        records.delete_record(session, record_id=record_id)
-        erased.append(record_id)
-        audit.append(
-            session,
-            action="dsr.record.erased",
-            actor=actor.ref,
-            now=now,
-            subject_id=subject_id,
-            target=f"personal_record:{record_id}",
-            details={"request": str(request.id)},
+    for start in range(0, len(to_delete), BATCH):
+        chunk = to_delete[start : start + BATCH]
+        session.execute(
+            delete(PersonalRecord)
+            .where(col(PersonalRecord.id).in_(chunk))
+            .execution_options(synchronize_session=False)
         )
+        for record_id in chunk:
+            erased.append(record_id)
+            audit.append(
+                session,
+                action="dsr.record.erased",
+                actor=actor.ref,
+                now=now,
+                subject_id=subject_id,
+                target=f"personal_record:{record_id}",
+                details={"request": str(request.id)},
+            )
     key_destroyed = False
     if not kept:
         key = records.destroy_subject_key(session, subject_id=subject_id, now=now)

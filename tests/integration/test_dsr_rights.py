@@ -354,3 +354,28 @@ def test_access_package_lists_the_recipients_each_record_was_disclosed_to(
     records_ = {r["id"]: r for r in client.get(link_of(engine, rid, "json")).json()["records"]}
     assert [d["recipient"] for d in records_[str(ids[0])]["disclosed_to"]] == ["selection_panel"]
     assert records_[str(ids[1])]["disclosed_to"] == []
+
+
+def test_erasure_and_rectification_span_many_batches(
+    client: TestClient, engine: Engine, auth_headers: KeyFactory, frozen: Any
+) -> None:
+    subject_id, ids = make_candidate(engine, keyring_of(client), records_count=1_201)
+    controller = auth_headers("controller")
+    fix = file_and_verify(client, engine, "rectification", changes={"cv": "fixed"})
+    assert process(client, fix, controller)["outcome_details"]["records_rectified"] == 1_201
+    with unit_of_work(engine) as s:
+        holds.place_hold(
+            s,
+            scope=holds.Scope.parse({"record_id": str(ids[-1])}),
+            reason="audit sample",
+            case_reference=None,
+            actor=DPO,
+            now=T0,
+        )
+    rid = file_and_verify(client, engine, "erasure")
+    details = process(client, rid, controller)["outcome_details"]
+    assert (details["records_erased"], details["records_kept"]) == (1_200, 1)
+    [left] = live_records(engine, subject_id)
+    assert left.id == ids[-1]
+    with Session(engine) as s:
+        assert records.decrypt_payload(s, keyring=keyring_of(client), record=left)["cv"] == "fixed"
