@@ -261,7 +261,8 @@ def update_witness(witness_dir: Path, report: Report, vkey: str) -> None:
 
 
 def read_export(path: Path) -> tuple[dict[str, object], list[tuple[int, str]], list[str]]:
-    header, *items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): U+2028 is data
+    header, *items = [json.loads(line) for line in lines if line]
     if header.get("format") != EXPORT_FORMAT:
         raise VerifyError(f"not a {EXPORT_FORMAT} file")
     rows = [(int(i["index"]), str(i["body"])) for i in items if "checkpoint" not in i]
@@ -274,9 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--public-key", required=True, help="verifier key string, or its file")
     parser.add_argument("--witness-dir", type=Path)
     args = parser.parse_args(argv)
-    vkey = args.public_key
-    if Path(vkey).is_file():
-        vkey = Path(vkey).read_text().strip()
+    key = Path(args.public_key)
+    vkey = key.read_text().strip() if key.is_file() else args.public_key
     try:
         parse_verifier_key(vkey)
         header, rows, notes = read_export(args.export)

@@ -144,11 +144,8 @@ def export(session: Session, out: TextIO, *, verifier_key: str, origin: str) -> 
     )
     count = 0
     for batch in result.partitions():
-        out.writelines(
-            json.dumps({"index": idx, "body": body}, ensure_ascii=False) + "\n"
-            for idx, body in batch
-        )
+        out.writelines(json.dumps({"index": idx, "body": body}) + "\n" for idx, body in batch)
         count += len(batch)
     for cp in checkpoints.all_in_order(session):
-        out.write(json.dumps({"checkpoint": cp.note}, ensure_ascii=False) + "\n")
+        out.write(json.dumps({"checkpoint": cp.note}) + "\n")
     return count

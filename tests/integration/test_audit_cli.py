@@ -78,7 +78,9 @@ def test_checkpoint_prove_and_public_key(runner: CliRunner, engine: Engine) -> N
 def test_an_export_verifies_offline_and_verify_names_the_uncovered_tail(
     runner: CliRunner, engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _append(engine, 300)
+    _append(engine, 299)
+    with unit_of_work(engine) as s:  # separators JSON leaves raw must not split export lines
+        service.append(s, action="a.b", actor="cli", now=NOW, details={"t": "x\u2028y\x85z"})
     _ok(runner, "audit", "checkpoint")
     _append(engine, 5)
     out = _ok(runner, "audit", "verify", "--witness-dir", str(tmp_path / "w"))
