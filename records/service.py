@@ -318,15 +318,17 @@ def find_subjects_by_emails(
     emails: Iterable[str],
     cache: KeyCache | None = None,
     skip: Container[uuid.UUID] = frozenset(),
+    not_created_at: datetime | None = None,
 ) -> dict[str, list[uuid.UUID]]:
     """Many e-mails at once (bulk import): one query for all their index buckets, then decrypt
-    the candidates, except those in `skip` (subjects whose e-mail the caller already knows).
-    Returns normalised e-mail → ids of the live subjects that have it."""
+    the candidates, except those in `skip` (subjects whose e-mail the caller already knows)
+    and, without reading them, those created at `not_created_at` (an import run's own
+    subjects, which it remembers). Returns normalised e-mail → ids of the live subjects."""
     wanted = {normalise_email(e) for e in emails}
     if not wanted:
         return {}
     buckets = {keyring.blind_index(EMAIL, e) for e in wanted}
-    rows = session.execute(
+    stmt = (
         select(
             col(Subject.id),
             col(Subject.identity),
@@ -337,7 +339,10 @@ def find_subjects_by_emails(
         .join(DataKey, col(DataKey.subject_id) == col(Subject.id))
         .where(one_of(session, col(Subject.email_index), buckets), col(Subject.erased_at).is_(None))
         .order_by(col(Subject.created_at), col(Subject.id))
-    ).all()
+    )
+    if not_created_at is not None:
+        stmt = stmt.where(col(Subject.created_at) != not_created_at)
+    rows = session.execute(stmt).all()
     found: dict[str, list[uuid.UUID]] = {}
     for subject_id, identity, key_id, wrapped, epoch in rows:
         if subject_id in skip or identity is None or wrapped is None or epoch is None:

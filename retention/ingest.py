@@ -329,6 +329,7 @@ class ImportState:
         self.subject_by_email: dict[str, uuid.UUID] = {}
         # subjects whose e-mail is in `subject_by_email`: their identity needs no decryption
         self.known_ids: set[uuid.UUID] = set()
+        self.trimmed = False
         # e-mail → stored subjects found by the batch's prefetch, not yet used by a line
         self.matches: dict[str, list[uuid.UUID]] = {}
         self.cache = records.KeyCache(keyring)
@@ -347,6 +348,7 @@ class ImportState:
         if len(self.subject_by_email) > limit:
             self.subject_by_email.clear()
             self.known_ids.clear()
+            self.trimmed = True
         if len(self.cache) > limit // 4:
             self.cache = records.KeyCache(self.keyring)
         self.matches.clear()
@@ -523,7 +525,13 @@ def import_batch(
     } - state.subject_by_email.keys()
     state.matches.update(
         records.find_subjects_by_emails(
-            session, keyring=keyring, emails=unseen, cache=state.cache, skip=state.known_ids
+            session,
+            keyring=keyring,
+            emails=unseen,
+            cache=state.cache,
+            skip=state.known_ids,
+            # Every subject this run created (at `state.now`) is in its memory until a trim.
+            not_created_at=None if state.trimmed else state.now,
         )
     )
     state.cache.prefetch(session, [s for s, erased in by_id.items() if not erased])
@@ -662,7 +670,7 @@ def _resolve_inline_subject(
         name=subject.name,
         external_id=subject.external_id,
         attributes=subject.attributes,
-        now=now,
+        now=state.now,
     )
     new_subjects.append(new.subject_row)
     new_keys.append(new.key_row)

@@ -23,7 +23,7 @@ from records import service as records
 from records.crypto import Keyring
 from records.db import unit_of_work
 from records.models import DataKey, PersonalRecord, Subject
-from retention import demo
+from retention import demo, ingest
 from tests.conftest import KeyFactory
 
 CALL = "EC/2024/CNECT/443651"
@@ -321,3 +321,25 @@ def test_the_demo_loads_candidates_and_closes_the_call(engine: Engine, tmp_path:
             )
         ).first()
         assert not_selected is not None and not_selected.due_at is not None
+
+
+@pytest.mark.parametrize("forget", [False, True], ids=["remembered", "after-a-trim"])
+def test_a_subject_is_reused_across_batches(
+    loaded: Engine, tmp_path: Path, session: Session, forget: bool
+) -> None:
+    keyring = Keyring.load_or_create(tmp_path / "kek.json")
+    now = datetime(2024, 4, 2, tzinfo=UTC)
+    with unit_of_work(loaded) as s:
+        state = ingest.ImportState(s, keyring=keyring, now=now)
+        ingest.import_batch(
+            s, state=state, lines=[(1, ingest.validate_line(1, _line()))], actor="t", now=now
+        )
+    if forget:
+        state.trim(limit=0)
+    with unit_of_work(loaded) as s:
+        state.rebind(s)
+        line = ingest.validate_line(2, _line(category="identity", payload={}))
+        result = ingest.import_batch(s, state=state, lines=[(2, line)], actor="t", now=now)
+    assert result.imported == 1
+    assert _count(session, Subject) == 1
+    assert _count(session, PersonalRecord) == 2
