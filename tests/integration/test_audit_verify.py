@@ -342,3 +342,19 @@ def test_the_standalone_verifier_uses_no_project_code() -> None:
         "pathlib",
         "cryptography",
     }
+
+
+def test_a_tampered_stored_subtree_is_caught_before_it_serves_wrong_proofs(trail: Trail) -> None:
+    _as_admin(
+        trail,
+        lambda c: c.execute(
+            text("UPDATE audit_subtree SET hash = :h WHERE level = 8 AND start = 256"),
+            {"h": b"\x00" * 32},
+        ),
+    )
+    db_rc, db_out, sa_rc, _ = _verdicts(trail)
+    assert db_rc == 1
+    assert "stored subtree of 256 entries from 256 does not match the entries" in " ".join(
+        db_out.split()
+    )
+    assert sa_rc == 0  # the export carries no subtrees: the entries themselves are intact
