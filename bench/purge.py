@@ -170,12 +170,12 @@ def seed(url: str, *, total: int, due: int, rng: random.Random) -> None:
             )
         with engine.begin() as conn:
             conn.execute(insert(PersonalRecord.__table__), rows)  # type: ignore[attr-defined]
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        else:
-            conn.execute(text("COMMIT"))
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
+    else:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
     engine.dispose()
 
 
