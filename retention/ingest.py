@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -32,7 +31,7 @@ from audit_log import service as audit
 from records import service as records
 from records.crypto import Keyring, seal
 from records.db import unit_of_work
-from records.errors import DomainError, InvalidInputError
+from records.errors import DomainError
 from records.models import BusinessEvent, DataKey, PersonalRecord, Subject
 from records.schemas import ImportLine, RecordBody, RecordCreate, SubjectCreate
 from retention.due import Evaluator, due_of, recompute_for_event
@@ -678,12 +677,3 @@ def _resolve_inline_subject(
     state.remember(email, new.id)
     state.cache.put(new.id, new.key_id, new.data_key)
     return new.id
-
-
-def iter_text_lines(data: bytes | str) -> Iterator[str]:
-    text = data.decode("utf-8") if isinstance(data, bytes) else data
-    yield from io.StringIO(text)
-
-
-def validation_message(exc: InvalidInputError) -> str:
-    return exc.detail

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from policies import service as policies
 from policies.evaluate import evaluate
 from policies.loader import registry_dir
 from records import service as records
+from records.crypto import Keyring
 from records.db import unit_of_work
+from records.models import PersonalRecord
+from retention import ingest
 from retention.due import Evaluator, due_of
 
 CALL = "EC/2024/CNECT/443651"
@@ -106,3 +111,52 @@ def test_records_collected_either_side_of_local_midnight_get_different_days(
     assert dues[0] == dues[2]
     assert dues[0] is not None and dues[1] is not None
     assert dues[1] - dues[0] == timedelta(days=1)
+
+
+def test_an_event_recomputes_every_record_it_triggers_batch_by_batch(
+    loaded: Engine, tmp_path: Path
+) -> None:
+    keyring = Keyring.load_or_create(tmp_path / "kek.json")
+    other_call = "EC/2024/CNECT/443650"
+    with unit_of_work(loaded) as s:
+        subject = records.create_subject(s, keyring=keyring, email="a@example.eu", now=NOW)
+        for n in range(7):
+            records.put_record(
+                s,
+                keyring=keyring,
+                subject_id=subject.id,
+                policy="DPR-EC-01488",
+                policy_version=1,
+                category="application",
+                subject_category="candidate",
+                outcome="not_selected",
+                context=other_call if n == 6 else "EC/2024/CNECT/443699",
+                collected_at=NOW,
+                payload={"n": n},
+                payload_hash=f"{n:064d}",
+                due=records.Due(),
+                now=NOW,
+            )
+    with unit_of_work(loaded) as s:
+        event = ingest.record_event(
+            s,
+            type="call.closed",
+            context="EC/2024/CNECT/443699",
+            occurred_at=datetime.fromisoformat("2024-05-01T12:00:00+02:00"),
+            actor="test",
+            now=NOW,
+            batch_size=2,
+        )
+        assert event.affected_records == 6
+    with Session(loaded) as s:
+        dues = {r.context: r.due_at for r in s.scalars(select(PersonalRecord))}
+        untouched = s.scalars(
+            select(PersonalRecord).where(col(PersonalRecord.context) == other_call)
+        ).one()
+        assert untouched.due_at is None
+        touched = s.scalars(
+            select(PersonalRecord).where(col(PersonalRecord.context) != other_call)
+        ).all()
+    assert len(touched) == 6 and len(dues) == 2
+    assert {r.due_at for r in touched} == {datetime(2025, 5, 1, 22, 0, tzinfo=UTC)}
+    assert {r.rule_id for r in touched} == {"non-selected-candidates"}
