@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 import sys
 import tempfile
 import time
@@ -164,6 +165,7 @@ def main() -> None:
     assert not report.problems, report.problems
     engine.dispose()
 
+    shutil.rmtree(tmp, ignore_errors=True)  # the SQLite file and the bench signing key
     leaves = len(pairs)
     append_ratio = plain_s / append_s
     verify_ratio = raw_s / merkle_s
