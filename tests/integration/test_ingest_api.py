@@ -13,10 +13,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from audit_log.models import AuditEntry
+from lethe.settings import Settings
 from policies import service as policies
 from policies.loader import registry_dir
+from records.crypto import Keyring
 from records.db import unit_of_work
-from retention import ingest
+from retention import demo, ingest
 from tests.conftest import KeyFactory
 
 CALL = "EC/2024/CNECT/443651"
@@ -329,3 +331,27 @@ def test_an_erased_subjects_record_is_410_and_the_erasure_is_audited(
     ).one()
     assert entry.target == f"data_key:{key_id}"
     assert str(entry.subject_id) == subject_id
+
+
+def test_the_demo_candidates_are_found_by_email_with_their_decrypted_cv(
+    client: TestClient, auth_headers: KeyFactory, engine: Engine, settings: Settings
+) -> None:
+    keyring = Keyring.load_or_create(settings.effective_kek_file)
+    demo.run_demo(
+        engine, keyring=keyring, candidates=25, now=datetime(2024, 4, 2, tzinfo=UTC), batch_size=40
+    )
+    lines = [line for line in demo.candidate_lines(25) if line["category"] == "application"]
+    wanted = lines[17]
+    found = client.get(
+        "/v1/subjects",
+        params={"email": wanted["subject"]["email"]},
+        headers=auth_headers("controller"),
+    )
+    assert found.status_code == 200
+    [subject] = found.json()
+    assert subject["name"] == wanted["subject"]["name"]
+    listed = client.get(f"/v1/subjects/{subject['id']}/records", headers=auth_headers("dpo"))
+    assert listed.status_code == 200
+    [application] = [r for r in listed.json() if r["category"] == "application"]
+    assert application["payload"]["cv"] == wanted["payload"]["cv"]
+    assert application["context"] == demo.CALL
