@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from freezegun import freeze_time
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -343,3 +344,24 @@ def test_a_subject_is_reused_across_batches(
     assert result.imported == 1
     assert _count(session, Subject) == 1
     assert _count(session, PersonalRecord) == 2
+
+
+def test_destroy_expired_waits_for_the_backup_window(
+    cli_env: Settings, tmp_path: Path, session: Session
+) -> None:
+    path = tmp_path / "records.ndjson"
+    path.write_text(_ndjson([_line()]))
+    assert CliRunner().invoke(cli_app, ["import", str(path)]).exit_code == 0
+    assert CliRunner().invoke(cli_app, ["keys", "rotate-kek"]).exit_code == 0
+    later = datetime.now(UTC) + timedelta(days=cli_env.kek_backup_window_days, minutes=1)
+    with freeze_time(later):
+        result = CliRunner().invoke(cli_app, ["keys", "destroy-expired"])
+    assert result.exit_code == 0, result.output
+    assert "destroyed key-encryption-key epoch(s): 1" in result.stdout
+    keyring = Keyring.load_or_create(cli_env.effective_kek_file)
+    assert [e.key is None for e in keyring.epochs()] == [True, False]
+    session.rollback()
+    destroyed = session.scalars(
+        select(AuditEntry).where(col(AuditEntry.action) == "records.kek.epoch_destroyed")
+    ).one()
+    assert destroyed.target == "kek_epoch:1"
