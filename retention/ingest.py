@@ -502,6 +502,8 @@ def import_batch(
         else {}
     )
     fresh: list[tuple[int, ImportLine, str, uuid.UUID, bytes]] = []
+    in_batch: dict[uuid.UUID, str] = {}
+    repeats: list[tuple[int, uuid.UUID, str]] = []  # an id seen earlier in this batch
     for number, parsed, payload_hash, record_id, payload in good:
         known = stored.get(record_id)
         if known is not None:
@@ -512,7 +514,10 @@ def import_batch(
                     LineError(number, "id", "a record with this id exists with another body")
                 )
             continue
-        stored[record_id] = payload_hash
+        if record_id in in_batch:
+            repeats.append((number, record_id, payload_hash))
+            continue
+        in_batch[record_id] = payload_hash
         fresh.append((number, parsed, payload_hash, record_id, payload))
 
     # Subjects: by id (must exist, not erased) or inline (found by e-mail, else created).
@@ -540,6 +545,15 @@ def import_batch(
     rows: list[dict[str, Any]] = []
     for number, parsed, payload_hash, record_id, payload in fresh:
         try:
+            version, due = state.evaluator.decide_due(
+                policy=parsed.policy,
+                category=parsed.category,
+                subject_category=parsed.subject_category,
+                outcome=parsed.outcome,
+                source=parsed.source,
+                context=parsed.context,
+                collected_at=parsed.collected_at,
+            )
             if parsed.subject_id is not None:
                 erased = by_id.get(parsed.subject_id)
                 if erased is None:
@@ -558,15 +572,6 @@ def import_batch(
                     new_keys=new_keys,
                     new_subject_ids=new_subject_ids,
                 )
-            version, due = state.evaluator.decide_due(
-                policy=parsed.policy,
-                category=parsed.category,
-                subject_category=parsed.subject_category,
-                outcome=parsed.outcome,
-                source=parsed.source,
-                context=parsed.context,
-                collected_at=parsed.collected_at,
-            )
             key_id, data_key = state.cache.get(session, subject_id)
         except LineFailure as exc:
             result.failures.append(LineError(number, exc.field, exc.reason))
@@ -607,6 +612,19 @@ def import_batch(
             }
         )
         result.record_ids.append(record_id)
+
+    stored_now = set(result.record_ids)
+    for number, record_id, payload_hash in repeats:
+        if record_id not in stored_now:
+            result.failures.append(
+                LineError(number, "id", "repeats the id of an earlier line that failed")
+            )
+        elif in_batch[record_id] == payload_hash:
+            result.imported += 1
+        else:
+            result.failures.append(
+                LineError(number, "id", "repeats the id of an earlier line with another body")
+            )
 
     conn = session.connection()
     if new_subjects:

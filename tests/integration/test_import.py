@@ -365,3 +365,32 @@ def test_destroy_expired_waits_for_the_backup_window(
         select(AuditEntry).where(col(AuditEntry.action) == "records.kek.epoch_destroyed")
     ).one()
     assert destroyed.target == "kek_epoch:1"
+
+
+def test_repeated_ids_in_one_file_and_failed_lines_leave_nothing_behind(
+    client: TestClient, auth_headers: KeyFactory, loaded: Engine, session: Session
+) -> None:
+    fixed = "6f1d2c3b-0000-4000-8000-00000000abcd"
+    failing = "6f1d2c3b-0000-4000-8000-00000000dead"
+    lines: list[dict[str, Any] | str] = [
+        _line(id=fixed),
+        _line(id=fixed),  # the same line again: a replay
+        _line(id=fixed, payload={"cv": "changed"}),  # the same id, another body
+        _line(id=failing, policy="DPR-NOPE-1", subject={"email": "lonely@example.eu"}),
+        _line(id=failing, subject={"email": "lonely@example.eu"}),
+    ]
+    response = client.post(
+        "/v1/imports",
+        content=_ndjson(lines),
+        headers={**auth_headers("ingest"), "content-type": "application/x-ndjson"},
+    )
+    body = response.json()
+    assert body["imported"] == 2
+    assert [(f["line"], f["error"].split(":")[0]) for f in body["failed"]] == [
+        (3, "id"),
+        (4, "policy"),
+        (5, "id"),
+    ]
+    # The line that failed on its policy created no subject.
+    assert _count(session, Subject) == 1
+    assert _count(session, PersonalRecord) == 1
