@@ -63,26 +63,11 @@ def _failed(session: Session, run: PurgeRun) -> list[dict[str, Any]]:
     return [{"record_id": str(r), "error": n} for r, n in rows]
 
 
-def _keys_destroyed(session: Session, run: PurgeRun) -> list[str]:
-    """Subjects whose data key this run destroyed (noted on one deleted item each)."""
-    from retention.purge import KEY_DESTROYED_NOTE
-
-    rows = session.execute(
-        select(col(PurgeItem.subject_id))
-        .where(
-            col(PurgeItem.run_id) == run.id,
-            col(PurgeItem.outcome) == ItemOutcome.deleted.value,
-            col(PurgeItem.note) == KEY_DESTROYED_NOTE,
-        )
-        .order_by(col(PurgeItem.subject_id))
-    ).scalars()
-    return [str(r) for r in rows]
-
-
 def body(session: Session, *, run: PurgeRun, now: datetime, ctx: PurgeContext) -> dict[str, Any]:
     from retention import purge
 
     tally = purge.counts(session, run.id)
+    destroyed, keys_destroyed = purge.destroyed_ids(session, run.id)
     config = ctx.config
     epoch_started = ctx.keyring_epoch_created_at() if ctx.keyring_epoch_created_at else None
     # The epoch wrapping the destroyed keys retires at the next rotation and is destroyed a
@@ -104,14 +89,14 @@ def body(session: Session, *, run: PurgeRun, now: datetime, ctx: PurgeContext) -
         "pause_reason": run.pause_reason,
         "counts": tally,
         "by_rule": purge.by_rule(session, run.id),
-        "destroyed": _ids(session, run, ItemOutcome.deleted),
+        "destroyed": destroyed,
         "anonymised": _ids(session, run, ItemOutcome.anonymised),
         "handed_over": _ids(session, run, ItemOutcome.handed_over),
         "review": _ids(session, run, ItemOutcome.review),
         "skipped_hold": _held(session, run),
         "skipped_stale": _ids(session, run, ItemOutcome.skipped_stale),
         "failed": _failed(session, run),
-        "subject_keys_destroyed": [] if run.dry_run else _keys_destroyed(session, run),
+        "subject_keys_destroyed": keys_destroyed,
         "residual_copies": {
             "live_database": "none: rows deleted, subject data keys destroyed",
             "backups": "encrypted payloads stay in backups; their data keys are wrapped by a "

@@ -1,8 +1,10 @@
 """Tables of the disposition side: legal holds, disposition runs and their items, job leases.
 
-A `purge_item` row is written in the same transaction as the action on its record and the
-batch's audit entry, so after a crash "has an item" means "was acted on" (DESIGN §5.4). Items
-keep no foreign key to `personal_record`: the record they name is usually gone.
+A `purge_item` row (a record kept, handed over, anonymised, sent to review or failed) and a
+`purge_batch` row (the records a batch destroyed) are written in the same transaction as the
+actions and the batch's audit entry, so after a crash "has an item" means "was dealt with in
+this run" and a destroyed record is simply gone (DESIGN §5.4). No foreign keys to
+`personal_record`: the records they name may be gone.
 """
 
 from __future__ import annotations
@@ -99,9 +101,7 @@ class PurgeRun(SQLModel, table=True):
 
 class PurgeItem(SQLModel, table=True):
     __tablename__ = "purge_item"
-    __table_args__ = (
-        UniqueConstraint("run_id", "record_id", name="uq_purge_item_run_record"),
-    )
+    __table_args__ = (UniqueConstraint("run_id", "record_id", name="uq_purge_item_run_record"),)
 
     id: int | None = Field(
         default=None, sa_column=Column(Integer(), primary_key=True, autoincrement=True)
@@ -119,6 +119,29 @@ class PurgeItem(SQLModel, table=True):
     note: str | None = Field(default=None, sa_column=Column(String(400), nullable=True))
     due_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     acted_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class PurgeBatch(SQLModel, table=True):
+    """One committed batch of a run: what it destroyed, compactly.
+
+    Destroyed records need no per-record row (their absence is what excludes them from later
+    batches); a run of half a million deletions writes a thousand of these instead.
+    """
+
+    __tablename__ = "purge_batch"
+    __table_args__ = (Index("ix_purge_batch_run_id", "run_id"),)
+
+    id: int | None = Field(
+        default=None, sa_column=Column(Integer(), primary_key=True, autoincrement=True)
+    )
+    run_id: uuid.UUID = Field(sa_column=Column(Uuid(), nullable=False))
+    acted_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    deleted_count: int = Field(sa_column=Column(Integer(), nullable=False))
+    # Comma-separated record ids, and the subjects whose data key the batch destroyed.
+    deleted_ids: str = Field(sa_column=Column(Text(), nullable=False))
+    keys_destroyed: str = Field(sa_column=Column(Text(), nullable=False))
+    # JSON [[policy, policy_version, rule_id, rule_version, action, count], …]
+    by_rule: str = Field(sa_column=Column(Text(), nullable=False))
 
 
 class JobLease(SQLModel, table=True):

@@ -13,6 +13,7 @@ acted on now, so no record outlives its maximum (storage limitation, EUDPR Art. 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -35,7 +36,7 @@ from records.http import Actor
 from records.models import DataKey, DueAction, PersonalRecord, RecordStatus, Subject
 from retention import holds
 from retention.errors import RunNotFoundError, RunNotPausedError
-from retention.models import ItemOutcome, PurgeItem, PurgeRun, RunStatus
+from retention.models import ItemOutcome, PurgeBatch, PurgeItem, PurgeRun, RunStatus
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +44,6 @@ log = structlog.get_logger(__name__)
 RUN_LOCK_KEY = 0x4C455448_4550524E
 
 ELIGIBLE = (RecordStatus.active.value, RecordStatus.handed_over.value)
-KEY_DESTROYED_NOTE = "subject_key_destroyed"
 COUNT_KEYS = ("deleted", "anonymised", "handed_over", "skipped_hold", "failed")
 
 # (policy version, due) under the receiving record, or None when that record is not resolvable.
@@ -118,6 +118,13 @@ def counts(session: Session, run_id: uuid.UUID) -> dict[str, int]:
         .group_by(PurgeItem.outcome)
     ).all()
     by = {str(o): int(n) for o, n in rows}
+    by[ItemOutcome.deleted.value] = int(
+        session.execute(
+            select(func.coalesce(func.sum(col(PurgeBatch.deleted_count)), 0)).where(
+                col(PurgeBatch.run_id) == run_id
+            )
+        ).scalar_one()
+    )
     result = {k: by.get(k, 0) for k in COUNT_KEYS}
     result["review"] = by.get(ItemOutcome.review.value, 0)
     result["skipped_stale"] = by.get(ItemOutcome.skipped_stale.value, 0)
@@ -327,23 +334,51 @@ _COLUMNS = (
 
 def _select_batch(
     session: Session, run: PurgeRun, cursor: Cursor, limit: int, *, lock: bool
-) -> list[RecordRow]:
+) -> tuple[list[RecordRow], Cursor, int]:
+    """The next due rows after `cursor` not yet acted on in this run.
+
+    Returns (rows to act on, the new cursor, how many rows the keyset step covered). Destroyed
+    records are gone; rows that already have an item in this run (kept by a hold on an earlier
+    sweep, or dealt with by another worker that has committed) are filtered out here.
+    """
     table = PersonalRecord.__table__  # type: ignore[attr-defined]
-    already = exists().where(
-        col(PurgeItem.run_id) == run.id, col(PurgeItem.record_id) == table.c.id
-    )
+    postgres = session.get_bind().dialect.name == "postgresql"
     stmt = select(*(table.c[name] for name in _COLUMNS)).where(
         table.c.due_at.is_not(None),
         table.c.due_at <= run.horizon_at,
         table.c.status.in_(ELIGIBLE),
-        ~already,
     )
     if cursor is not None:
         stmt = stmt.where(tuple_(table.c.due_at, table.c.id) > tuple_(*cursor))
     stmt = stmt.order_by(table.c.due_at, table.c.id).limit(limit)
-    if lock and session.get_bind().dialect.name == "postgresql":
+    if lock and postgres:
         stmt = stmt.with_for_update(skip_locked=True, of=table)
-    return list(session.execute(stmt).all())
+    rows = list(session.execute(stmt).all())
+    if not rows:
+        return [], cursor, 0
+    last = rows[-1]
+    new_cursor: Cursor = (last.due_at, last.id)
+    done = set(
+        session.execute(
+            select(col(PurgeItem.record_id)).where(
+                col(PurgeItem.run_id) == run.id,
+                col(PurgeItem.record_id).in_([r.id for r in rows]),
+            )
+        ).scalars()
+    )
+    if done:
+        rows = [r for r in rows if r.id not in done]
+    return rows, new_cursor, len(rows) + len(done)
+
+
+def _has_unprocessed(session: Session, run: PurgeRun, batch: int) -> bool:
+    cursor: Cursor = None
+    while True:
+        rows, cursor, covered = _select_batch(session, run, cursor, batch, lock=False)
+        if rows:
+            return True
+        if covered == 0:
+            return False
 
 
 def _outcome_for(action: str | None) -> ItemOutcome:
@@ -365,12 +400,11 @@ def process_batch(
     """Select, re-check and act on one batch in the caller's transaction."""
     begin_write(session)
     holds.lock_for_disposition(session)
-    rows = _select_batch(session, run, cursor, ctx.config.batch_size, lock=not run.dry_run)
+    rows, new_cursor, covered = _select_batch(
+        session, run, cursor, ctx.config.batch_size, lock=not run.dry_run
+    )
     if not rows:
-        return BatchResult(selected=0, cursor=cursor, outcomes=Counter())
-    last = rows[-1]
-    assert last.due_at is not None
-    new_cursor: Cursor = (last.due_at, last.id)
+        return BatchResult(selected=covered, cursor=new_cursor, outcomes=Counter())
     kept = holds.keeping(session, rows)
     versions = _current_versions(session, {r.policy for r in rows})
     plan: dict[ItemOutcome, list[RecordRow]] = {}
@@ -401,11 +435,22 @@ def process_batch(
         keys_destroyed = _destroy_emptied_keys(
             session, {r.subject_id for r in plan.get(ItemOutcome.deleted, [])}, now=now
         )
-        marked = set()
-        for record in plan.get(ItemOutcome.deleted, []):
-            if record.subject_id in keys_destroyed and record.subject_id not in marked:
-                notes[record.id] = KEY_DESTROYED_NOTE
-                marked.add(record.subject_id)
+    destroyed = plan.get(ItemOutcome.deleted, [])
+    if destroyed:
+        rules: Counter[tuple[Any, ...]] = Counter(
+            (r.policy, r.policy_version, r.rule_id, r.rule_version, r.action) for r in destroyed
+        )
+        session.execute(
+            insert(PurgeBatch.__table__),  # type: ignore[attr-defined]
+            {
+                "run_id": run.id,
+                "acted_at": now,
+                "deleted_count": len(destroyed),
+                "deleted_ids": ",".join(str(r.id) for r in destroyed),
+                "keys_destroyed": ",".join(str(k) for k in keys_destroyed),
+                "by_rule": json.dumps([[*key, n] for key, n in sorted(rules.items(), key=str)]),
+            },
+        )
     items = [
         {
             "run_id": run.id,
@@ -422,9 +467,11 @@ def process_batch(
             "acted_at": now,
         }
         for outcome, rs in plan.items()
+        if outcome is not ItemOutcome.deleted
         for r in rs
     ]
-    session.execute(insert(PurgeItem.__table__), items)  # type: ignore[attr-defined]
+    if items:
+        session.execute(insert(PurgeItem.__table__), items)  # type: ignore[attr-defined]
     outcomes = Counter({o.value: len(rs) for o, rs in plan.items()})
     if not run.dry_run:
         details: dict[str, Any] = {
@@ -443,7 +490,7 @@ def process_batch(
     # Write the audit entry now: the batch's objects are dropped next, to keep memory flat.
     session.flush()
     session.expunge_all()
-    return BatchResult(selected=len(rows), cursor=new_cursor, outcomes=outcomes)
+    return BatchResult(selected=covered, cursor=new_cursor, outcomes=outcomes)
 
 
 def _act(
@@ -617,7 +664,9 @@ def _finalise(session: Session, run_id: uuid.UUID, *, now: datetime, ctx: PurgeC
     run = session.execute(stmt).scalar_one()
     if run.status not in (RunStatus.running.value, RunStatus.planned.value):
         return True
-    if run.status == RunStatus.running.value and _select_batch(session, run, None, 1, lock=False):
+    if run.status == RunStatus.running.value and _has_unprocessed(
+        session, run, ctx.config.batch_size
+    ):
         return False
     tally = counts(session, run.id)
     if run.status == RunStatus.running.value:
@@ -771,6 +820,8 @@ def items(
 
 
 def by_rule(session: Session, run_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Counts per processing record, version, rule, rule version, action and outcome."""
+    tally: Counter[tuple[Any, ...]] = Counter()
     rows = session.execute(
         select(
             col(PurgeItem.policy),
@@ -791,20 +842,31 @@ def by_rule(session: Session, run_id: uuid.UUID) -> list[dict[str, Any]]:
             col(PurgeItem.outcome),
         )
     ).all()
-    out = [
-        {
-            "policy": p,
-            "policy_version": pv,
-            "rule_id": rid,
-            "rule_version": rv,
-            "action": a,
-            "outcome": o,
-            "count": int(n),
-        }
-        for p, pv, rid, rv, a, o, n in rows
-    ]
-    out.sort(key=lambda d: tuple(str(d[k]) for k in ("policy", "rule_id", "action", "outcome")))
+    for p, pv, rid, rv, a, o, n in rows:
+        tally[(p, pv, rid, rv, a, o)] += int(n)
+    for text_value in session.execute(
+        select(col(PurgeBatch.by_rule)).where(col(PurgeBatch.run_id) == run_id)
+    ).scalars():
+        for p, pv, rid, rv, a, n in json.loads(text_value):
+            tally[(p, pv, rid, rv, a, ItemOutcome.deleted.value)] += int(n)
+    keys = ("policy", "policy_version", "rule_id", "rule_version", "action", "outcome")
+    out = [{**dict(zip(keys, key, strict=True)), "count": n} for key, n in tally.items()]
+    out.sort(key=lambda d: tuple(str(d[k]) for k in keys))
     return out
+
+
+def destroyed_ids(session: Session, run_id: uuid.UUID) -> tuple[list[str], list[str]]:
+    """(ids of the records the run destroyed, ids of the subjects whose key it destroyed)."""
+    records_out: list[str] = []
+    subjects_out: list[str] = []
+    for ids, keys in session.execute(
+        select(col(PurgeBatch.deleted_ids), col(PurgeBatch.keys_destroyed))
+        .where(col(PurgeBatch.run_id) == run_id)
+        .order_by(col(PurgeBatch.id))
+    ).all():
+        records_out.extend(i for i in ids.split(",") if i)
+        subjects_out.extend(k for k in keys.split(",") if k)
+    return sorted(records_out), sorted(subjects_out)
 
 
 def recent_deletion_average(session: Session, *, runs: int) -> float:

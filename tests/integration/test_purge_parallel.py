@@ -17,7 +17,7 @@ from sqlmodel import Session, col
 from audit_log.models import AuditEntry
 from records.db import unit_of_work, utc_now
 from retention import purge
-from retention.models import PurgeItem, PurgeRun
+from retention.models import PurgeRun
 from tests.integration.test_purge import DPO, make_ctx, make_keyring, make_record, make_subject
 
 
@@ -57,14 +57,14 @@ def test_two_workers_at_once_delete_each_record_once(engine: Engine, tmp_path: P
     assert errors == []
     with Session(engine) as s:
         runs = list(s.execute(select(PurgeRun)).scalars())
-        items = list(s.execute(select(PurgeItem)).scalars())
+        destroyed, _keys = purge.destroyed_ids(s, runs[0].id)
         bodies = s.execute(
             select(col(AuditEntry.body)).where(col(AuditEntry.action) == "retention.batch.purged")
         ).scalars()
         audited = [rid for b in bodies for rid in json.loads(b)["details"].get("deleted", [])]
         left = s.execute(select(col(AuditEntry.idx))).scalars().all()
     assert len(runs) == 1 and runs[0].status == "completed" and runs[0].certificate_seq == 0
-    assert sorted(str(i.record_id) for i in items) == sorted(str(r.id) for r in doomed)
+    assert destroyed == sorted(str(r.id) for r in doomed)
     assert len(audited) == len(set(audited)) == len(doomed)
     assert sorted(left) == list(range(len(left)))  # the audit index stayed dense
     assert len(batches_by) == 2, "both workers took batches of the one run"

@@ -75,6 +75,18 @@ def upgrade() -> None:
         sa.UniqueConstraint("run_id", "record_id", name="uq_purge_item_run_record"),
     )
     op.create_table(
+        "purge_batch",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("run_id", sa.Uuid(), nullable=False),
+        sa.Column("acted_at", UTCDateTime(), nullable=False),
+        sa.Column("deleted_count", sa.Integer(), nullable=False),
+        sa.Column("deleted_ids", sa.Text(), nullable=False),
+        sa.Column("keys_destroyed", sa.Text(), nullable=False),
+        sa.Column("by_rule", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_purge_batch_run_id", "purge_batch", ["run_id"])
+    op.create_table(
         "job_lease",
         sa.Column("job_id", sa.String(100), nullable=False),
         sa.Column("holder", sa.String(200), nullable=True),
@@ -87,6 +99,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("job_lease")
+    op.drop_index("ix_purge_batch_run_id", table_name="purge_batch")
+    op.drop_table("purge_batch")
     op.drop_table("purge_item")
     op.drop_index("ix_purge_run_status", table_name="purge_run")
     op.drop_table("purge_run")
