@@ -206,12 +206,10 @@ def child_purge(url: str, key_dir: str) -> dict[str, float]:
         ctx=ctx,
     )
     elapsed = time.perf_counter() - started
-    with engine.connect() as conn:
-        from retention.models import PurgeItem
+    from records.db import new_session
 
-        acted = conn.execute(
-            select(text("count(*)")).select_from(PurgeItem.__table__)  # type: ignore[attr-defined]
-        ).scalar_one()
+    with new_session(engine) as session:
+        acted = purge.counts(session, run.id)["deleted"]
     assert run.status == "completed", run.status
     return {"seconds": elapsed, "acted": float(acted)}
 
