@@ -358,3 +358,21 @@ def test_a_tampered_stored_subtree_is_caught_before_it_serves_wrong_proofs(trail
         db_out.split()
     )
     assert sa_rc == 0  # the export carries no subtrees: the entries themselves are intact
+
+
+def test_a_swapped_signing_key_is_caught_by_the_key_pinned_in_the_witness(
+    trail: Trail, settings: Settings
+) -> None:
+    def attack(conn: Connection) -> None:
+        for table in GUARDED:
+            conn.execute(text(f"DELETE FROM {table}"))
+
+    _as_admin(trail, attack)
+    settings.effective_audit_key_file.unlink()  # beyond the trust model: the key file replaced
+    forger = NoteSigner.load_or_create(settings.effective_audit_key_file, trail.signer.name)
+    _append_some(trail.engine, forger, 0, 600, "forged")
+    result = trail.runner.invoke(cli_app, ["audit", "verify", "--witness-dir", str(trail.witness)])
+    assert result.exit_code == 1
+    assert "the public key differs from the one pinned in the witness directory" in " ".join(
+        result.output.split()
+    )
