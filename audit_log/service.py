@@ -78,6 +78,8 @@ def entry_body(
     """
     if not action or not actor:
         raise AuditDetailsError("an audit entry needs an action and an actor")
+    if subject_id is not None and not isinstance(subject_id, uuid.UUID):
+        raise AuditDetailsError("an audit subject is a pseudonymous UUID, nothing else")
     check = canonical.check_value
     check(action, "action")
     check(actor, "actor")

@@ -123,3 +123,15 @@ def test_the_database_refuses_update_and_delete(engine: Engine, statement: str) 
         conn.execute(text(statement))
     with Session(engine) as s:
         assert service.size(s) == 1
+
+
+def test_a_subject_is_only_ever_a_uuid(engine: Engine) -> None:
+    with unit_of_work(engine) as s, pytest.raises(AuditDetailsError) as caught:
+        service.append(
+            s,
+            action="a.b",
+            actor="cli",
+            now=NOW,
+            subject_id="Canary Person",  # type: ignore[arg-type]
+        )
+    assert "Canary" not in caught.value.detail
