@@ -3,9 +3,7 @@
 
     python standalone_verify.py EXPORT.jsonl --public-key 'name+hash+base64' [--witness-dir DIR]
 
-Checks the dense index, canonical bodies, each checkpoint's signature (C2SP signed-note, Ed25519)
-and RFC 9162 root, forks, truncation, and that the log extends the checkpoint last verified in
-the witness directory (updated only on success). `lethe audit verify` runs this same code.
+Same checks and verdicts as `lethe audit verify`, which runs this code over the database.
 """
 
 from __future__ import annotations
@@ -16,9 +14,13 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import reduce
+from itertools import islice
 from pathlib import Path
+from typing import Any, TextIO
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -27,10 +29,13 @@ EXPORT_FORMAT, CHUNK = "lethe-audit-export/1", 256
 WITNESS_FILE, WITNESS_KEY_FILE = "checkpoint", "public-key"  # files in the witness directory
 _sha = hashlib.sha256
 EMPTY_ROOT = _sha(b"").digest()
+_canonical = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+Rows = list[tuple[int, str]]  # (index, body) in index order
 
 
-class VerifyError(Exception):
-    """A problem that stops verification at once (unreadable input, bad key)."""
+class VerifyError(Exception): ...  # stops verification at once (unreadable input, bad key)
 
 
 @dataclass(frozen=True)
@@ -88,11 +93,8 @@ def open_checkpoint(note: str, vkey: str) -> Checkpoint:
     return Checkpoint(lines[0], size, root, note)
 
 
-def _fold(hashes: list[bytes]) -> bytes:
-    h = hashes[-1]
-    for left in reversed(hashes[:-1]):
-        h = _sha(b"\x01" + left + h).digest()
-    return h
+def _fold(hashes: list[bytes]) -> bytes:  # perfect subtrees, largest first -> root
+    return reduce(lambda h, left: _sha(b"\x01" + left + h).digest(), hashes[-2::-1], hashes[-1])
 
 
 class TreeChecker:
@@ -100,14 +102,12 @@ class TreeChecker:
 
     def __init__(self, wanted: Iterable[int], *, canonical: bool = True) -> None:
         self.wanted, self.canonical = set(wanted), canonical
-        self.roots: dict[int, bytes] = {0: EMPTY_ROOT}
-        self.problems: list[str] = []
+        self.roots, self.problems = {0: EMPTY_ROOT}, list[str]()
         self.size = 0  # entries seen
         self.chunk_roots: list[bytes] = []  # hash of each full 256-leaf chunk, in order
-        self._hashes: list[bytes] = []  # frontier: perfect subtree hashes, largest first
-        self._sizes: list[int] = []
-        self._pending: list[tuple[int, str]] = []
-        self._next = 0  # index expected next
+        # the frontier: perfect subtree hashes and their sizes, largest first
+        self._hashes, self._sizes = list[bytes](), list[int]()
+        self._pending, self._next = Rows(), 0  # rows not hashed yet, index expected next
         self._sorted: list[int] | None = None  # wanted sizes still to reach, largest first
 
     def feed(self, rows: Iterable[tuple[int, str]], *, last: bool = False) -> None:
@@ -153,10 +153,9 @@ class TreeChecker:
     def _check_bodies(self, rows: list[tuple[int, str]]) -> None:
         for i, body in rows:
             try:
-                value = json.loads(body, parse_float=_refuse, parse_constant=_refuse)
-                canon = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-                ok = isinstance(value, dict) and canon == body
-            except ValueError:
+                value = json.loads(body, parse_float=Decimal)  # floats fail to re-encode
+                ok = isinstance(value, dict) and _canonical(value) == body
+            except (ValueError, TypeError):
                 ok = False
             if not ok:
                 self.problems.append(f"entry {i}: body is not canonical JSON")
@@ -175,10 +174,6 @@ def _tree(leaves: list[bytes]) -> bytes:
         hashes.append(level[0])
         rest = rest[k:]
     return _fold(hashes)
-
-
-def _refuse(_text: str) -> object:
-    raise ValueError("float")
 
 
 @dataclass
@@ -255,18 +250,22 @@ def update_witness(witness_dir: Path, report: Report, vkey: str) -> None:
     if not (witness_dir / WITNESS_KEY_FILE).exists():
         (witness_dir / WITNESS_KEY_FILE).write_text(vkey.strip() + "\n")
     if report.newest is not None:
-        tmp = witness_dir / (WITNESS_FILE + ".tmp")
-        tmp.write_text(report.newest.note)
+        (tmp := witness_dir / (WITNESS_FILE + ".tmp")).write_text(report.newest.note)
         os.replace(tmp, witness_dir / WITNESS_FILE)
 
 
-def read_export(path: Path) -> tuple[dict[str, object], list[tuple[int, str]], list[str]]:
-    lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): U+2028 is data
-    header, *items = [json.loads(line) for line in lines if line]
+def read_export(handle: TextIO) -> tuple[dict[str, Any], list[str], Iterator[Rows]]:
+    """Header and checkpoints; then the entries, streamed in batches (exports can be large)."""
+    header = json.loads(handle.readline() or "{}")
     if header.get("format") != EXPORT_FORMAT:
         raise VerifyError(f"not a {EXPORT_FORMAT} file")
-    rows = [(int(i["index"]), str(i["body"])) for i in items if "checkpoint" not in i]
-    return header, rows, [str(i["checkpoint"]) for i in items if "checkpoint" in i]
+    notes = [str(json.loads(handle.readline())["checkpoint"]) for _ in range(header["checkpoints"])]
+    chunks = iter(lambda: list(islice(handle, 9999)), [])
+    return (
+        header,
+        notes,
+        ([(int(e["index"]), e["body"]) for e in map(json.loads, c)] for c in chunks),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,9 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     vkey = key.read_text().strip() if key.is_file() else args.public_key
     try:
         parse_verifier_key(vkey)
-        header, rows, notes = read_export(args.export)
-        origin = str(header["origin"]) if "origin" in header else None
-        report = verify([rows], notes, vkey, origin=origin, witness_dir=args.witness_dir)
+        with args.export.open(encoding="utf-8") as handle:  # ASCII JSON lines ending in "\n"
+            header, notes, batches = read_export(handle)
+            origin = str(header["origin"]) if "origin" in header else None
+            report = verify(batches, notes, vkey, origin=origin, witness_dir=args.witness_dir)
     except (VerifyError, OSError, ValueError, KeyError) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 2

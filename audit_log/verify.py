@@ -129,14 +129,21 @@ def verify_database(
 
 
 def export(session: Session, out: TextIO, *, verifier_key: str, origin: str) -> int:
-    """Write the export `standalone_verify.py` reads; returns the number of entries."""
+    """Write the export `standalone_verify.py` reads; returns the number of entries.
+
+    JSON lines, ASCII: a header, then the checkpoints (so a verifier knows which roots to
+    compute before the entries stream past), then one `{"index", "body"}` line per entry.
+    """
+    notes = [cp.note for cp in checkpoints.all_in_order(session)]
     header = {
         "format": standalone_verify.EXPORT_FORMAT,
         "origin": origin,
         "public_key": verifier_key,
         "size": service.size(session),
+        "checkpoints": len(notes),
     }
     out.write(json.dumps(header, sort_keys=True) + "\n")
+    out.writelines(json.dumps({"checkpoint": note}) + "\n" for note in notes)
     result = session.execute(
         select(col(AuditEntry.idx), col(AuditEntry.body))
         .order_by(col(AuditEntry.idx))
@@ -146,6 +153,4 @@ def export(session: Session, out: TextIO, *, verifier_key: str, origin: str) -> 
     for batch in result.partitions():
         out.writelines(json.dumps({"index": idx, "body": body}) + "\n" for idx, body in batch)
         count += len(batch)
-    for cp in checkpoints.all_in_order(session):
-        out.write(json.dumps({"checkpoint": cp.note}) + "\n")
     return count

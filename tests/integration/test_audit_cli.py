@@ -91,6 +91,7 @@ def test_an_export_verifies_offline_and_verify_names_the_uncovered_tail(
     vkey = _ok(runner, "audit", "public-key").strip()
     assert standalone_verify.main([str(export), "--public-key", vkey]) == 0
     assert "OK: 305 entries, 1 checkpoints, newest size 300" in capsys.readouterr().out
-    lines = export.read_text().splitlines()
-    assert json.loads(lines[1]) == {"index": 0, "body": json.loads(lines[1])["body"]}
-    assert len(lines) == 1 + 305 + 1
+    lines = export.read_text().split("\n")
+    assert json.loads(lines[0])["checkpoints"] == 1 and "checkpoint" in json.loads(lines[1])
+    assert json.loads(lines[2]) == {"index": 0, "body": json.loads(lines[2])["body"]}
+    assert lines[-1] == "" and len(lines) == 1 + 1 + 305 + 1

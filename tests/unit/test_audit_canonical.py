@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit_log import canonical, service
+from audit_log import canonical, service, standalone_verify
 from audit_log.errors import AuditDetailsError
 
 text = st.text(alphabet=st.characters(exclude_characters="@"), max_size=20)
@@ -72,3 +72,22 @@ def test_times_are_utc_with_microseconds_whatever_the_zone() -> None:
 )
 def test_non_canonical_bodies_are_recognised(body: str) -> None:
     assert not canonical.is_canonical(body)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    ['{"index":1,"v":1,"x":1.5}', '{"index":1,"v":1,"x":NaN}', '{"v":1,"index":1}', "[1]"],
+)
+def test_the_offline_verifier_flags_bodies_that_are_not_canonical(forged: str) -> None:
+    good = service.entry_body(
+        index=0,
+        action="a.b",
+        actor="cli",
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+        subject_id=None,
+        target=None,
+        details=None,
+    )
+    checker = standalone_verify.TreeChecker(())
+    checker.feed([(0, good), (1, forged)], last=True)
+    assert checker.problems == ["entry 1: body is not canonical JSON"]
