@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 from typer.testing import CliRunner
 
@@ -31,7 +31,7 @@ from audit_log.models import AuditCheckpoint
 from audit_log.signing import NoteSigner
 from lethe.cli import app as cli_app
 from lethe.settings import Settings
-from records.db import unit_of_work
+from records.db import UTCDateTime, unit_of_work
 
 NOW = datetime(2026, 3, 27, 11, 0, tzinfo=UTC)
 CHECKPOINT_SIZES = (100, 300, 520)
@@ -203,13 +203,25 @@ def test_an_edited_entry_is_caught(trail: Trail) -> None:
     assert CANARY not in db_out and CANARY not in sa_out  # verdicts name indexes, never content
 
 
-def test_an_edit_of_the_columns_alone_is_caught(trail: Trail) -> None:
-    _as_admin(
-        trail, lambda c: c.execute(text("UPDATE audit_entry SET actor = 'cli' WHERE idx = 7"))
-    )
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("actor", "cli"),
+        ("action", "records.record.viewed"),
+        ("created_at", datetime(2020, 1, 1, tzinfo=UTC)),
+        ("subject_id", None),
+        ("target", "record:other"),
+    ],
+)
+def test_an_edit_of_the_columns_alone_is_caught(trail: Trail, column: str, value: object) -> None:
+    statement = text(f"UPDATE audit_entry SET {column} = :v WHERE idx = 7")
+    if column == "created_at":
+        statement = statement.bindparams(bindparam("v", type_=UTCDateTime()))
+    _as_admin(trail, lambda c: c.execute(statement, {"v": value}))
     db_rc, db_out, _, _ = _verdicts(trail)
     assert db_rc == 1
     assert "entry 7: its columns do not match its body" in db_out
+    assert "entry 6:" not in db_out and "entry 8:" not in db_out
 
 
 def test_a_deleted_entry_is_caught(trail: Trail) -> None:
