@@ -37,7 +37,9 @@ class Subject(SQLModel, table=True):
 
     __tablename__ = "subject"
     __table_args__ = (
-        Index("ix_subject_email_index", "email_index"),
+        # created_at and erased_at ride along so that a bulk import's bucket look-up skips the
+        # subjects it created itself without reading their rows.
+        Index("ix_subject_email_index", "email_index", "created_at", "erased_at"),
         Index("ix_subject_external_id_index", "external_id_index"),
     )
 

@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("erased_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index("ix_subject_email_index", "subject", ["email_index"])
+    op.create_index("ix_subject_email_index", "subject", ["email_index", "created_at", "erased_at"])
     op.create_index("ix_subject_external_id_index", "subject", ["external_id_index"])
 
     op.create_table(
