@@ -45,6 +45,13 @@ def _keyring(request: Request) -> Keyring:
     return keyring
 
 
+def _line_schema() -> dict[str, object]:
+    # SubjectCreate is in the components already (POST /v1/subjects); point there.
+    schema = ImportLine.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
 @router.post("/subjects", status_code=201)
 def create_subject(
     body: SubjectCreate, request: Request, session: SessionDep, now: NowDep, actor: Writer
@@ -110,7 +117,17 @@ async def _lines(request: Request) -> AsyncIterator[str]:
         yield pending.decode("utf-8", errors="replace")
 
 
-@router.post("/imports", response_model=ImportResult)
+@router.post(
+    "/imports",
+    response_model=ImportResult,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "One record a line; a subject inline as `subject` or by `subject_id`.",
+            "content": {"application/x-ndjson": {"schema": _line_schema()}},
+        }
+    },
+)
 async def create_import(
     request: Request, session: SessionDep, now: NowDep, actor: Importer
 ) -> ImportResult:
