@@ -85,7 +85,7 @@ class Evaluator:
         self._current: list[tuple[int, PolicyDocument]] | None = None
         self._events: dict[str | None, list[KnownEvent]] = {}
         self._any_events: list[KnownEvent] | None = None
-        self._decisions: dict[_DecisionKey, Decision] = {}
+        self._decisions: dict[_DecisionKey, tuple[Decision, records.Due]] = {}
         self._needs_collected_at: dict[tuple[Any, ...], tuple[str, ...] | None] = {}
 
     # --- inputs ------------------------------------------------------------------------------
@@ -229,7 +229,7 @@ class Evaluator:
         collected_at: datetime,
     ) -> tuple[int, Decision]:
         """The full decision (its `untriggered_alarm_at` included) for one record."""
-        return self._decide(
+        version, decision, _ = self._decide(
             policy=policy,
             policy_version=policy_version,
             category=category,
@@ -240,6 +240,7 @@ class Evaluator:
             collected_at=collected_at,
             with_alarm=True,
         )
+        return version, decision
 
     def decide_due(
         self,
@@ -255,7 +256,7 @@ class Evaluator:
     ) -> tuple[int, records.Due]:
         """Only the stored due fields: shared by every record with the same dimensions unless a
         matching rule is triggered by a field (bulk ingest and event recomputation use this)."""
-        version, decision = self._decide(
+        version, _, due = self._decide(
             policy=policy,
             policy_version=policy_version,
             category=category,
@@ -266,7 +267,7 @@ class Evaluator:
             collected_at=collected_at,
             with_alarm=False,
         )
-        return version, due_of(decision)
+        return version, due
 
     def _decide(
         self,
@@ -280,7 +281,7 @@ class Evaluator:
         context: str | None,
         collected_at: datetime,
         with_alarm: bool,
-    ) -> tuple[int, Decision]:
+    ) -> tuple[int, Decision, records.Due]:
         version, document = self.policy(policy, policy_version)
         dims = (category, subject_category, outcome, source, context)
         how = self._collected_at_key(document, version, dims, with_alarm=with_alarm)
@@ -290,8 +291,8 @@ class Evaluator:
         elif how is not None:
             moment = tuple(collected_at.astimezone(_zone(tz)).date() for tz in how)
         key: _DecisionKey = (policy, version, *dims, with_alarm, moment)
-        decision = self._decisions.get(key)
-        if decision is None:
+        cached = self._decisions.get(key)
+        if cached is None:
             decision = evaluate(
                 document,
                 version=version,
@@ -306,8 +307,8 @@ class Evaluator:
                 now=self.now,
                 obligations=self.obligations(policy),
             )
-            self._decisions[key] = decision
-        return version, decision
+            cached = self._decisions[key] = (decision, due_of(decision))
+        return version, cached[0], cached[1]
 
 
 # --- recomputation on an event -------------------------------------------------------------------
