@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import any_, bindparam, func, select, update
+from sqlalchemy import any_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql as pg
 from sqlmodel import Session, col
 
@@ -101,6 +101,25 @@ def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, listed, type_=pg.ARRAY(column.type)))
     return column.in_(listed)
+
+
+def bulk_insert(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows in the session's transaction: `COPY … FROM STDIN` on PostgreSQL (one
+    stream instead of a statement per row), one executemany elsewhere. Every row has the same
+    keys, and datetimes are aware (the COPY path bypasses the column types)."""
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        connection.execute(insert(table), list(rows))
+        return
+    columns = list(rows[0])
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
 
 
 # --- data keys ---------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -626,10 +626,9 @@ def import_batch(
                 LineError(number, "id", "repeats the id of an earlier line with another body")
             )
 
-    conn = session.connection()
     if new_subjects:
-        conn.execute(insert(Subject.__table__), new_subjects)  # type: ignore[attr-defined]
-        conn.execute(insert(DataKey.__table__), new_keys)  # type: ignore[attr-defined]
+        records.bulk_insert(session, Subject.__table__, new_subjects)  # type: ignore[attr-defined]
+        records.bulk_insert(session, DataKey.__table__, new_keys)  # type: ignore[attr-defined]
         audit.append(
             session,
             action=SUBJECT_CREATED,
@@ -639,7 +638,7 @@ def import_batch(
             details={"subjects": [str(s) for s in new_subject_ids]},
         )
     if rows:
-        conn.execute(insert(PersonalRecord.__table__), rows)  # type: ignore[attr-defined]
+        records.bulk_insert(session, PersonalRecord.__table__, rows)  # type: ignore[attr-defined]
         audit.append(
             session,
             action=RECORD_INGESTED,
