@@ -24,7 +24,7 @@ from records import service as records
 from records.crypto import Keyring
 from records.db import unit_of_work
 from records.models import DataKey, PersonalRecord, Subject
-from retention import demo, ingest
+from retention import demo, ingest, ingest_routes
 from tests.conftest import KeyFactory
 
 CALL = "EC/2024/CNECT/443651"
@@ -394,3 +394,29 @@ def test_repeated_ids_in_one_file_and_failed_lines_leave_nothing_behind(
     # The line that failed on its policy created no subject.
     assert _count(session, Subject) == 1
     assert _count(session, PersonalRecord) == 1
+
+
+def test_a_long_api_import_is_written_batch_by_batch(
+    client: TestClient,
+    auth_headers: KeyFactory,
+    loaded: Engine,
+    session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ingest_routes, "IMPORT_BATCH", 7)
+    lines: list[dict[str, Any] | str] = [
+        _line(subject={"email": f"batch{n % 9}@example.eu"}, payload={"n": n}) for n in range(40)
+    ]
+    lines.insert(20, "{broken")
+    response = client.post(
+        "/v1/imports",
+        content=_ndjson(lines),
+        headers={**auth_headers("ingest"), "content-type": "application/x-ndjson"},
+    )
+    assert response.json() == {"imported": 40, "failed": [{"line": 21, "error": "not JSON"}]}
+    assert _count(session, PersonalRecord) == 40
+    assert _count(session, Subject) == 9
+    batches = session.scalars(
+        select(AuditEntry).where(col(AuditEntry.action) == "records.record.ingested")
+    ).all()
+    assert len(batches) == 6  # 41 lines, 7 a batch
