@@ -349,7 +349,10 @@ def _select_batch(
         table.c.status.in_(ELIGIBLE),
     )
     if cursor is not None:
-        stmt = stmt.where(tuple_(table.c.due_at, table.c.id) > tuple_(*cursor))
+        # Bound with the columns' own types: a bare datetime/UUID would be compared in
+        # another representation on SQLite and the keyset would not move.
+        after = tuple_(literal(cursor[0], table.c.due_at.type), literal(cursor[1], table.c.id.type))
+        stmt = stmt.where(tuple_(table.c.due_at, table.c.id) > after)
     stmt = stmt.order_by(table.c.due_at, table.c.id).limit(limit)
     if lock and postgres:
         stmt = stmt.with_for_update(skip_locked=True, of=table)

@@ -361,3 +361,23 @@ def test_certificates_are_signed_chained_and_free_of_personal_data(
         assert certificate.chain_problems(s) == []
         bodies = " ".join(s.execute(select(col(AuditEntry.body))).scalars())
     assert CANARY_EMAIL not in bodies and "Zebedee" not in bodies
+
+
+def test_records_due_at_the_same_instant_are_paged_past_a_held_one(
+    engine: Engine, tmp_path: Path
+) -> None:
+    keyring = make_keyring()
+    with unit_of_work(engine) as s:
+        made = [make_record(s, keyring, make_subject(s, keyring, n=n), due_at=T0) for n in range(5)]
+        held = sorted(made, key=lambda r: r.id.hex)[1]
+        holds.place_hold(
+            s,
+            scope=holds.Scope.parse({"record_id": str(held.id)}),
+            reason="appeal",
+            case_reference=None,
+            actor=DPO,
+            now=T0,
+        )
+    run = run_purge(engine, make_ctx(tmp_path, batch_size=2), now=T0 + timedelta(days=1))
+    assert run.status == RunStatus.completed
+    assert remaining(engine) == {held.id}
