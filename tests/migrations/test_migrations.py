@@ -20,4 +20,4 @@ def test_head_is_applied(engine: Engine) -> None:
     with engine.connect() as conn:
         context = MigrationContext.configure(conn)
         heads = context.get_current_heads()
-    assert heads == ("0006",)
+    assert heads == ("0007",)

@@ -1,0 +1,36 @@
+"""Hardening (issue 10): one e-mail one subject, materialised restriction, outbox purge, OTP.
+
+Each part of the hardening work adds its operations in its own section below, so the history
+stays linear (one revision for the issue).
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+from records.db import UTCDateTime  # noqa: F401
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # --- identity: one e-mail, one subject ---
+    # --- restriction materialised on personal_record ---
+    # --- dsr: outbox, OTP, intake ---
+    # --- retention: dry runs, checkpoints ---
+    pass
+
+
+def downgrade() -> None:
+    # --- retention: dry runs, checkpoints ---
+    # --- dsr: outbox, OTP, intake ---
+    # --- restriction materialised on personal_record ---
+    # --- identity: one e-mail, one subject ---
+    pass
