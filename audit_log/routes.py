@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from audit_log import checkpoints, proofs
+from audit_log import service as audit
 from audit_log.schemas import ConsistencyProofOut, EntryOut, InclusionProofOut
 from audit_log.signing import NoteSigner
 from records.errors import ForbiddenError, UnauthenticatedError
 from records.http import Actor, Role, SessionDep, optional_actor, public, requires
+from records.pagination import NEXT_LINK_HEADER, strict_query
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -56,14 +58,29 @@ def public_key(request: Request) -> PlainTextResponse:
     return PlainTextResponse(signer_of(request).verifier_key())
 
 
-@router.get("/entries", dependencies=AUDITORS, response_model=list[EntryOut])
+@router.get(
+    "/entries",
+    dependencies=[*AUDITORS, Depends(strict_query)],
+    response_model=list[EntryOut],
+    responses={200: {"headers": NEXT_LINK_HEADER}},
+)
 def list_entries(
+    request: Request,
+    response: Response,
     session: SessionDep,
     start: Annotated[int, Query(ge=0)] = 0,
     end: Annotated[int | None, Query(ge=0)] = None,
 ) -> list[EntryOut]:
-    """Entries [start, end) (at most 1000); `body` is the exact string hashed into the leaf."""
-    return proofs.entries(session, start=start, end=end)
+    """Entries [start, end) (at most 1000); `body` is the exact string hashed into the leaf.
+
+    The index is the cursor here: while the log goes on past `end`, a `Link: rel="next"` header
+    names the following range of the same width."""
+    found = proofs.entries(session, start=start, end=end)
+    stop = start + proofs.MAX_ENTRIES if end is None else end
+    if stop > start and audit.size(session) > stop:
+        url = request.url.include_query_params(start=stop, end=stop + (stop - start))
+        response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+    return found
 
 
 @router.get("/proofs/inclusion", dependencies=AUDITORS, response_model=InclusionProofOut)

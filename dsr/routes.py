@@ -13,7 +13,7 @@ from dsr import package as packages
 from dsr import rights
 from dsr import service as svc
 from dsr.errors import PackageAccessError, WrongCodeError
-from dsr.models import DsrRequest, RequestType
+from dsr.models import DsrRequest, RequestStatus, RequestType
 from dsr.schemas import (
     DisclosureCreate,
     DisclosureRead,
@@ -29,6 +29,7 @@ from dsr.schemas import (
 )
 from records.errors import DomainError, InvalidInputError
 from records.http import Actor, NowDep, Role, SessionDep, optional_actor, public, requires
+from records.pagination import NEXT_LINK_HEADER, PageDep
 
 router = APIRouter(prefix="/v1", tags=["requests"])
 
@@ -192,18 +193,26 @@ def status(
     "/requests",
     response_model=list[RequestRead],
     dependencies=[Depends(requires(Role.controller, Role.dpo))],
+    responses={200: {"headers": NEXT_LINK_HEADER}},
 )
 def list_requests(
     session: SessionDep,
     now: NowDep,
-    status: str | None = None,
+    page: PageDep,
+    status: RequestStatus | None = None,
     overdue: bool = False,
     type: RequestType | None = None,
 ) -> list[RequestRead]:
     rows = svc.list_requests(
-        session, status=status, type=type.value if type else None, overdue=overdue, now=now
+        session,
+        status=status.value if status else None,
+        type=type.value if type else None,
+        overdue=overdue,
+        now=now,
+        after=page.position(svc.REQUEST_ORDER),
+        limit=page.fetch,
     )
-    return [_read(session, r, now) for r in rows]
+    return [_read(session, r, now) for r in page.finish(rows, svc.REQUEST_ORDER)]
 
 
 @router.get(

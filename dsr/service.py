@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import delete, func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from audit_log import checkpoints
 from audit_log import service as audit
@@ -49,6 +49,7 @@ from dsr.notifier import Email, Notifier
 from records import crypto
 from records.crypto import Keyring
 from records.http import Actor
+from records.pagination import Keyset
 
 log = structlog.get_logger(__name__)
 
@@ -407,6 +408,9 @@ def is_overdue(request: DsrRequest, now: datetime) -> bool:
     return is_open(request) and request.due_at <= now
 
 
+REQUEST_ORDER = Keyset(col(DsrRequest.due_at), col(DsrRequest.id))
+
+
 def list_requests(
     session: Session,
     *,
@@ -414,7 +418,8 @@ def list_requests(
     type: str | None = None,
     overdue: bool = False,
     now: datetime,
-    limit: int = 500,
+    after: tuple[Any, ...] | None = None,
+    limit: int | None = 500,
 ) -> list[DsrRequest]:
     query = select(DsrRequest)
     if status:
@@ -426,7 +431,7 @@ def list_requests(
             DsrRequest.due_at <= now,  # type: ignore[arg-type]
             DsrRequest.status.not_in([s.value for s in CLOSED_STATUSES]),  # type: ignore[attr-defined]
         )
-    query = query.order_by(DsrRequest.due_at, DsrRequest.id).limit(limit)  # type: ignore[arg-type]
+    query = REQUEST_ORDER.apply(query, after=after, limit=limit)
     return list(session.execute(query).scalars())
 
 

@@ -11,6 +11,7 @@ from policies import dpv, service
 from policies.errors import PolicyTooLargeError, UnsupportedPolicyMediaType
 from policies.schemas import PolicyLoaded, PolicyRead, PolicySummaryRead, PolicyVersionRead
 from records.http import Actor, NowDep, Role, SessionDep, any_staff, requires
+from records.pagination import NEXT_LINK_HEADER, PageDep
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 
@@ -34,9 +35,13 @@ async def _yaml_body(request: Request) -> str:
         raise UnsupportedPolicyMediaType("the policy file must be UTF-8 text") from exc
 
 
-@router.get("", dependencies=[Depends(any_staff())])
-def list_policies(session: SessionDep) -> list[PolicySummaryRead]:
-    return [PolicySummaryRead.of(s) for s in service.list_policies(session)]
+@router.get("", dependencies=[Depends(any_staff())], responses={200: {"headers": NEXT_LINK_HEADER}})
+def list_policies(session: SessionDep, page: PageDep) -> list[PolicySummaryRead]:
+    # A registry holds tens of records, each parsed once: paginate them in memory.
+    summaries = page.window(
+        service.list_policies(session), key=lambda s: (s.reference,), types=(str,)
+    )
+    return [PolicySummaryRead.of(s) for s in summaries]
 
 
 _YAML_REQUEST: dict[str, Any] = {
@@ -79,10 +84,15 @@ def get_policy(reference: str, session: SessionDep) -> PolicyRead:
     return PolicyRead.of(row, document, unresolved=service.unresolved_references(document, known))
 
 
-@router.get("/{reference}/versions", dependencies=[Depends(any_staff())])
-def list_versions(reference: str, session: SessionDep) -> list[PolicyVersionRead]:
-    rows = service.versions(session, reference)
-    latest = max(r.version for r in rows)
+@router.get(
+    "/{reference}/versions",
+    dependencies=[Depends(any_staff())],
+    responses={200: {"headers": NEXT_LINK_HEADER}},
+)
+def list_versions(reference: str, session: SessionDep, page: PageDep) -> list[PolicyVersionRead]:
+    every = service.versions(session, reference)
+    latest = max(r.version for r in every)
+    rows = page.window(every, key=lambda r: (r.version,), types=(int,))
     return [
         PolicyVersionRead(
             version=r.version,

@@ -19,11 +19,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from audit_log import service as audit
 from records.db import begin_write
 from records.http import Actor
+from records.pagination import Keyset
 from retention.errors import (
     HoldAlreadyReleasedError,
     HoldNotFoundError,
@@ -173,12 +174,22 @@ def release_hold(
     return hold
 
 
-def list_holds(session: Session, *, active: bool | None = None) -> list[LegalHold]:
-    query = select(LegalHold).order_by(LegalHold.placed_at, LegalHold.id)  # type: ignore[arg-type]
+HOLD_ORDER = Keyset(col(LegalHold.placed_at), col(LegalHold.id))
+
+
+def list_holds(
+    session: Session,
+    *,
+    active: bool | None = None,
+    after: tuple[Any, ...] | None = None,
+    limit: int | None = None,
+) -> list[LegalHold]:
+    query = select(LegalHold)
     if active is True:
         query = query.where(LegalHold.released_at.is_(None))  # type: ignore[union-attr]
     elif active is False:
         query = query.where(LegalHold.released_at.is_not(None))  # type: ignore[union-attr]
+    query = HOLD_ORDER.apply(query, after=after, limit=limit)
     return list(session.execute(query).scalars())
 
 

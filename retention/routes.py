@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from records.db import utc_now
 from records.http import Actor, NowDep, Role, SessionDep, requires
+from records.pagination import NEXT_LINK_HEADER, PageDep
 from retention import certificate, holds, purge, report
 from retention.models import LegalHold, PurgeRun, RunStatus
 from retention.schemas import (
@@ -102,9 +103,17 @@ def release_hold(
     return hold_read(hold)
 
 
-@router.get("/holds", tags=["holds"], dependencies=[Depends(requires(Role.dpo, Role.controller))])
-def list_holds(session: SessionDep, active: bool | None = None) -> list[HoldRead]:
-    return [hold_read(h) for h in holds.list_holds(session, active=active)]
+@router.get(
+    "/holds",
+    tags=["holds"],
+    dependencies=[Depends(requires(Role.dpo, Role.controller))],
+    responses={200: {"headers": NEXT_LINK_HEADER}},
+)
+def list_holds(session: SessionDep, page: PageDep, active: bool | None = None) -> list[HoldRead]:
+    found = holds.list_holds(
+        session, active=active, after=page.position(holds.HOLD_ORDER), limit=page.fetch
+    )
+    return [hold_read(h) for h in page.finish(found, holds.HOLD_ORDER)]
 
 
 @router.post("/purges", status_code=201, tags=["retention"])
