@@ -17,8 +17,10 @@ one year after 2024-02-29 is not 365 or 366 days, it is a date in 2025. Two conv
 - `Convention.anniversary`: the same local wall time on the same (clamped) date.
 
 Local times are resolved strictly in a named IANA zone: a wall time that does not exist (spring
-forward) or exists twice (fall back) raises, never guesses. `roll_to_working_day` and
-`one_month_from_receipt` serve request deadlines (EUDPR Art. 14(3), GDPR Art. 12(3)).
+forward) or exists twice (fall back) raises, never guesses. `roll_to_working_day`,
+`one_month_from_receipt` and `extended_deadline` serve request deadlines (EUDPR Art. 14(3),
+GDPR Art. 12(3)); `shipped_holidays` reads the institution calendars shipped in
+`policies/calendars/` (one ISO date a line), e.g. the European Commission's.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from records.errors import InvalidInputError
 
 __all__ = [
+    "DEFAULT_INSTITUTION_CALENDAR",
     "AmbiguousLocalTimeError",
     "CalendarDuration",
     "CalendarError",
@@ -42,12 +46,16 @@ __all__ = [
     "UnknownTimezoneError",
     "add_duration",
     "add_months",
+    "extended_deadline",
     "is_working_day",
     "one_month_from_receipt",
+    "parse_holidays",
     "period_end",
     "period_end_date",
     "resolve_local",
     "roll_to_working_day",
+    "shipped_calendars",
+    "shipped_holidays",
     "zone",
 ]
 
@@ -275,3 +283,79 @@ def one_month_from_receipt(
         tz=tz,
         holidays=holidays,
     )
+
+
+def extended_deadline(
+    received_at: datetime,
+    original_due_at: datetime,
+    *,
+    months: int,
+    tz: str | ZoneInfo,
+    holidays: Collection[date] = (),
+) -> datetime:
+    """The deadline of a request extended by `months` months (EUDPR Art. 14(3): "extended by two
+    further months"): the earlier of `1 + months` months from receipt and `months` months from
+    the end of the original deadline, each under Reg. 1182/71 (month ends clamp, the last day
+    rolls to the next working day). The earlier one is the one the subject can rely on.
+
+    Month-end clamping is why the two differ: received 31 January 2025, the original deadline
+    ends on 28 February; three months from receipt is 30 April, two months from 28 February is
+    28 April, so the extended deadline is the end of 28 April.
+
+    >>> from datetime import datetime, UTC
+    >>> received = datetime(2025, 1, 31, 9, tzinfo=UTC)
+    >>> original = one_month_from_receipt(received, tz="Europe/Brussels")
+    >>> extended_deadline(received, original, months=2, tz="Europe/Brussels")
+    datetime.datetime(2025, 4, 28, 22, 0, tzinfo=datetime.timezone.utc)
+    """
+    zi = zone(tz)
+    from_receipt = one_month_from_receipt(received_at, tz=zi, holidays=holidays, months=1 + months)
+    # The original deadline is the expiry of its last day (00:00 local of the day after); that
+    # last day is the "event" of the further period and does not count (Art. 3(1)).
+    original_end = _aware(original_due_at, "original_due_at").astimezone(zi)
+    last_day = (original_end - timedelta(microseconds=1)).date()
+    end_day = roll_to_working_day(add_months(last_day, months), holidays)
+    from_original = resolve_local(
+        datetime.combine(end_day + timedelta(days=1), time(0)), zi
+    ).astimezone(UTC)
+    return min(from_receipt, from_original)
+
+
+# --- institution calendars shipped with Lethe -------------------------------------------------
+
+DEFAULT_INSTITUTION_CALENDAR = "european-commission"
+_CALENDARS = Path(__file__).resolve().parent / "calendars"
+_CALENDAR_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+def parse_holidays(text: str, *, source: str) -> frozenset[date]:
+    """One ISO date (YYYY-MM-DD) a line; `#` starts a comment; blank lines are skipped."""
+    days: set[date] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        value = line.split("#", 1)[0].strip()
+        if not value:
+            continue
+        try:
+            days.add(date.fromisoformat(value))
+        except ValueError as exc:
+            raise CalendarError(f"{source} line {number} is not an ISO date (YYYY-MM-DD)") from exc
+    return frozenset(days)
+
+
+def shipped_calendars() -> list[str]:
+    """Names of the calendars in `policies/calendars/` (`european-commission`, …)."""
+    return sorted(p.stem for p in _CALENDARS.glob("*.txt"))
+
+
+def shipped_holidays(name: str) -> frozenset[date]:
+    """The holidays of a shipped calendar; an unknown name is a CalendarError.
+
+    >>> date(2025, 4, 18) in shipped_holidays("european-commission")  # Good Friday
+    True
+    """
+    if not _CALENDAR_NAME.match(name) or name not in shipped_calendars():
+        raise CalendarError(
+            f"unknown calendar {name!r}; shipped: {', '.join(shipped_calendars()) or 'none'}"
+        )
+    path = _CALENDARS / f"{name}.txt"
+    return parse_holidays(path.read_text(encoding="utf-8"), source=path.name)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from policies.calendar import CalendarDuration, Convention, zone
+from policies.calendar import CalendarDuration, Convention, shipped_calendars, zone
 
 FORMAT = "lethe.policy/1"
 REFERENCE_PATTERN = r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+(\.[0-9]+)?$"
@@ -86,6 +86,11 @@ TimeZoneName = Annotated[
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
+    # Fields added to `lethe.policy/1` after files were loaded under it: left out of the content
+    # hash while unused, so that an unchanged file keeps its hash (no new version, no rule-change
+    # pause of the purge) after an upgrade. See `canonical_dict`.
+    LATE_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
 
 class Party(_Strict):
     """A controller, DPO, processor or authority; contacts are functional mailboxes."""
@@ -94,6 +99,49 @@ class Party(_Strict):
     entity: str | None = None
     contact: str | None = None
     role: str | None = None
+
+
+def _calendar_name(value: Any) -> str:
+    if not isinstance(value, str) or value not in shipped_calendars():
+        known = ", ".join(shipped_calendars())
+        raise ValueError(f"unknown calendar {value!r}; shipped calendars: {known}")
+    return value
+
+
+CalendarName = Annotated[
+    str,
+    BeforeValidator(_calendar_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "A calendar shipped in policies/calendars/, e.g. european-commission",
+            "examples": ["european-commission"],
+        }
+    ),
+]
+
+
+class Controller(Party):
+    """A controller; `calendar` names its working-day calendar (public holidays), the one its
+    data-subject request deadlines roll on (Reg. 1182/71 Art. 3(4))."""
+
+    LATE_FIELDS: ClassVar[frozenset[str]] = frozenset({"calendar"})
+
+    calendar: CalendarName | None = Field(
+        None, description="Shipped holiday calendar of the controller, e.g. european-commission."
+    )
+
+
+class Service(_Strict):
+    """A tool or service the processing runs on that is the controller's institution's own
+    (e.g. the Commission's EUSurvey and Europa Analytics for a Commission record). Not a
+    processor under EUDPR Art. 29: an organisation processing on the controller's behalf goes
+    under `processors`."""
+
+    name: str = Field(min_length=1)
+    operator: str = Field(min_length=1, description="Who runs it, e.g. European Commission.")
+    role: str | None = None
+    mandate: str | None = Field(None, description="The sentence of the statement naming it.")
 
 
 class LegalBasis(_Strict):
@@ -114,11 +162,28 @@ class SubjectCategory(_Strict):
 
 
 class DataCategory(_Strict):
+    LATE_FIELDS: ClassVar[frozenset[str]] = frozenset({"ground", "ground_note"})
+
     key: Key
     description: str = Field(min_length=1)
     special: bool = False
     special_ground: str | None = Field(
-        None, description="EUDPR Art. 10(2) / GDPR Art. 9(2) ground; required when special."
+        None,
+        description=(
+            "EUDPR Art. 10(2) / GDPR Art. 9(2) ground as the statement gives it; required when "
+            "special, unless `ground: unstated`."
+        ),
+    )
+    ground: Literal["stated", "unstated"] | None = Field(
+        None,
+        description=(
+            "`unstated`: the statement gives no Art. 10(2) ground for this special category. "
+            "None is invented; the gap is flagged to the DPO. Default for a special category "
+            "with special_ground: stated."
+        ),
+    )
+    ground_note: str | None = Field(
+        None, description="Why the ground is unstated, quoting the statement."
     )
     pd: list[Annotated[str, Field(pattern=r"^pd:[A-Z][A-Za-z]+$")]] = Field(
         default_factory=list, description="DPV-PD 2.x terms, e.g. pd:Name, pd:BirthDate."
@@ -127,9 +192,26 @@ class DataCategory(_Strict):
 
     @model_validator(mode="after")
     def _special_needs_ground(self) -> DataCategory:
-        if self.special and not self.special_ground:
-            raise ValueError("a special category needs special_ground (EUDPR Art. 10(2))")
+        if not self.special:
+            if self.ground is not None or self.special_ground or self.ground_note:
+                raise ValueError(
+                    "special_ground, ground and ground_note are for special categories only"
+                )
+            return self
+        if self.ground == "unstated":
+            if self.special_ground:
+                raise ValueError("a ground marked unstated takes no special_ground")
+            return self
+        if not self.special_ground:
+            raise ValueError(
+                "a special category needs special_ground (EUDPR Art. 10(2)), or `ground: "
+                "unstated` when the statement gives none (never an invented ground)"
+            )
         return self
+
+    @property
+    def ground_unstated(self) -> bool:
+        return self.special and self.ground == "unstated"
 
 
 class Recipient(_Strict):
@@ -287,8 +369,18 @@ class RetentionRule(_Strict):
     )
 
 
+class DpoFlag(_Strict):
+    """A gap in the record that the DPO must look at (nothing is filled in by guessing)."""
+
+    code: Literal["special_category_ground_unstated"]
+    field: str = Field(description="Where in the file, e.g. data_categories.special_needs_health.")
+    detail: str
+
+
 class PolicyDocument(_Strict):
     """One processing record: EUDPR Art. 31(1)(a)-(g), its legal basis, rights and rules."""
+
+    LATE_FIELDS: ClassVar[frozenset[str]] = frozenset({"services"})
 
     model_config = ConfigDict(
         extra="forbid",
@@ -305,11 +397,15 @@ class PolicyDocument(_Strict):
     title: str = Field(min_length=1)
     description: str | None = None
     # (a) controller, joint controllers, DPO
-    controller: Party
-    joint_controllers: list[Party] = Field(default_factory=list)
+    controller: Controller
+    joint_controllers: list[Controller] = Field(default_factory=list)
     dpo: Party
     supervisory_authority: Party | None = None
     processors: list[Party] = Field(default_factory=list)
+    services: list[Service] = Field(
+        default_factory=list,
+        description="The controller's institution's own services (not processors).",
+    )
     legal_basis: list[LegalBasis] = Field(min_length=1)
     # (b) purposes
     purposes: list[Purpose] = Field(min_length=1)
@@ -340,6 +436,29 @@ class PolicyDocument(_Strict):
     def data_category(self, key: str) -> DataCategory | None:
         return next((d for d in self.data_categories if d.key == key), None)
 
+    def dpo_flags(self) -> list[DpoFlag]:
+        """Gaps the statement leaves that the DPO must resolve, e.g. a special category whose
+        Art. 10(2) ground the statement does not give (`ground: unstated`)."""
+        return [
+            DpoFlag(
+                code="special_category_ground_unstated",
+                field=f"data_categories.{d.key}",
+                detail=(
+                    f"special category {d.key} has no EUDPR Art. 10(2) ground in the statement; "
+                    "none is assumed"
+                ),
+            )
+            for d in self.data_categories
+            if d.ground_unstated
+        ]
+
+    def canonical_dict(self) -> dict[str, Any]:
+        """The JSON form whose hash is the version's content hash: `model_dump(mode="json")`
+        without late fields (`LATE_FIELDS`) left at their defaults."""
+        data = self.model_dump(mode="json")
+        _prune_late_fields(self, data)
+        return data
+
     def referenced_records(self) -> list[str]:
         """Other processing records this one names (related records and handover targets)."""
         refs = [r.reference for r in self.related_records]
@@ -352,6 +471,22 @@ class PolicyDocument(_Strict):
             if ref != self.reference:
                 seen.setdefault(ref, None)
         return list(seen)
+
+
+def _prune_late_fields(model: BaseModel, data: dict[str, Any]) -> None:
+    late: frozenset[str] = getattr(type(model), "LATE_FIELDS", frozenset())
+    for name, info in type(model).model_fields.items():
+        if name not in data:
+            continue
+        value = getattr(model, name)
+        if name in late and value == info.get_default(call_default_factory=True):
+            del data[name]
+        elif isinstance(value, BaseModel):
+            _prune_late_fields(value, data[name])
+        elif isinstance(value, list):
+            for item, dumped in zip(value, data[name], strict=True):
+                if isinstance(item, BaseModel):
+                    _prune_late_fields(item, dumped)
 
 
 def cross_reference_problems(doc: PolicyDocument) -> list[tuple[str, str]]:

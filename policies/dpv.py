@@ -4,6 +4,11 @@ The context is inline (no network fetch needed to read it). The record is a `dpv
 its controller, legal bases, purposes, data subjects, personal data (`pd:` terms), recipients and
 one `dpv:StorageDuration` condition per retention rule (`dpv:hasDuration` the ISO 8601 offset),
 plus `lethe:` terms for what DPV has no word for (trigger, direction, action, mandate).
+
+Processors are `dpv:DataProcessor`; the controller's institution's own services (EUSurvey,
+Europa Analytics for a Commission record) are not processors and are exported as
+`lethe:usesService` nodes of type `lethe:ControllerService`. A special category whose ground the
+statement does not give carries `lethe:specialCategoryGroundStatus "unstated"` and no ground.
 """
 
 from __future__ import annotations
@@ -70,6 +75,10 @@ def to_jsonld(document: PolicyDocument, *, version: int, content_hash: str) -> d
             node["rdfs:subClassOf"] = [_term(t) for t in category.pd]
         if category.special_ground:
             node["lethe:specialCategoryGround"] = category.special_ground
+        if category.ground_unstated:
+            node["lethe:specialCategoryGroundStatus"] = "unstated"
+            if category.ground_note:
+                node["lethe:specialCategoryGroundNote"] = category.ground_note
         personal_data.append(node)
 
     storage = []
@@ -160,6 +169,20 @@ def to_jsonld(document: PolicyDocument, *, version: int, content_hash: str) -> d
             }
             for i, p in enumerate(document.processors)
         ]
+    if document.services:
+        graph["lethe:usesService"] = [
+            {
+                "@id": _iri(ref, "service", str(i)),
+                "@type": "lethe:ControllerService",
+                "rdfs:label": svc.name,
+                "lethe:operatedBy": svc.operator,
+                **({"dct:description": svc.role} if svc.role else {}),
+            }
+            for i, svc in enumerate(document.services)
+        ]
+    flags = document.dpo_flags()
+    if flags:
+        graph["lethe:dpoFlag"] = [f"{f.code}: {f.field}" for f in flags]
     return graph
 
 

@@ -38,7 +38,7 @@ class ParsedPolicy:
 
 def canonical_json(document: PolicyDocument) -> str:
     return json.dumps(
-        document.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        document.canonical_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
 
 

@@ -7,7 +7,9 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from policies.document import (
+    Controller,
     DataCategory,
+    DpoFlag,
     LegalBasis,
     Party,
     PolicyDocument,
@@ -15,6 +17,7 @@ from policies.document import (
     Recipient,
     RelatedRecord,
     RetentionRule,
+    Service,
     SubjectCategory,
     Transfer,
 )
@@ -29,6 +32,8 @@ class PolicySummaryRead(BaseModel):
     content_hash: str
     loaded_at: datetime
     unresolved_references: list[str]
+    # Gaps in the record the DPO must resolve (e.g. a special category with no stated ground).
+    dpo_flags: list[DpoFlag]
 
     @classmethod
     def of(cls, summary: PolicySummary) -> PolicySummaryRead:
@@ -39,6 +44,7 @@ class PolicySummaryRead(BaseModel):
             content_hash=summary.content_hash,
             loaded_at=summary.loaded_at,
             unresolved_references=summary.unresolved_references,
+            dpo_flags=summary.dpo_flags,
         )
 
 
@@ -53,11 +59,12 @@ class PolicyRead(BaseModel):
     version: int
     content_hash: str
     loaded_at: datetime
-    controller: Party
-    joint_controllers: list[Party]
+    controller: Controller
+    joint_controllers: list[Controller]
     dpo: Party
     supervisory_authority: Party | None
     processors: list[Party]
+    services: list[Service]
     legal_basis: list[LegalBasis]
     purposes: list[Purpose]
     subject_categories: list[SubjectCategory]
@@ -68,6 +75,7 @@ class PolicyRead(BaseModel):
     rights_notes: str | None
     related_records: list[RelatedRecordRead]
     unresolved_references: list[str]
+    dpo_flags: list[DpoFlag]
     security_measures: list[str]
     outcomes: list[str]
     events: list[str]
@@ -93,6 +101,7 @@ class PolicyRead(BaseModel):
             dpo=document.dpo,
             supervisory_authority=document.supervisory_authority,
             processors=document.processors,
+            services=document.services,
             legal_basis=document.legal_basis,
             purposes=document.purposes,
             subject_categories=document.subject_categories,
@@ -106,6 +115,7 @@ class PolicyRead(BaseModel):
                 for r in document.related_records
             ],
             unresolved_references=unresolved,
+            dpo_flags=document.dpo_flags(),
             security_measures=document.security_measures,
             outcomes=document.outcomes,
             events=document.events,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from audit_log import service as audit
-from policies.document import PolicyDocument
+from policies.document import DpoFlag, PolicyDocument
 from policies.errors import PolicyNotFoundError
 from policies.loader import ParsedPolicy, parse_policy, read_policy_file
 from policies.models import ProcessingRecord, ProcessingRecordVersion
@@ -53,6 +53,7 @@ class PolicySummary:
     content_hash: str
     loaded_at: datetime
     unresolved_references: list[str]
+    dpo_flags: list[DpoFlag] = field(default_factory=list)
 
 
 # Versions are immutable, so a parsed document can be cached by its content hash.
@@ -238,6 +239,7 @@ def list_policies(session: Session) -> list[PolicySummary]:
             content_hash=row.content_hash,
             loaded_at=row.loaded_at,
             unresolved_references=unresolved_references(document, known),
+            dpo_flags=document.dpo_flags(),
         )
         for row, document in current_rows
     ]

@@ -118,7 +118,21 @@ def build(session: Session, *, now: datetime) -> dict[str, Any]:
         rows.append(row)
     _add_alarms(session, rows, now=now)
     totals = {c: sum(int(r[c]) for r in rows) for c in COLUMNS[4:]}
-    return {"generated_at": now.isoformat(), "rows": rows, "totals": totals}
+    return {
+        "generated_at": now.isoformat(),
+        "rows": rows,
+        "totals": totals,
+        "dpo_flags": _dpo_flags(session),
+    }
+
+
+def _dpo_flags(session: Session) -> list[dict[str, str]]:
+    """Gaps in the current records that the DPO must resolve (e.g. an unstated Art. 10 ground)."""
+    return [
+        {"policy": document.reference, **flag.model_dump()}
+        for _row, document in policies.current_documents(session)
+        for flag in document.dpo_flags()
+    ]
 
 
 def _add_alarms(session: Session, rows: Sequence[dict[str, Any]], *, now: datetime) -> None:
@@ -180,6 +194,12 @@ def to_html(data: dict[str, Any]) -> str:
         if overdue == 0
         else f'<p class="alert">{overdue} records are overdue: check the purge.</p>'
     )
+    flagged = "".join(
+        f"<li>{html.escape(f['policy'])} {html.escape(f['field'])}: {html.escape(f['detail'])}</li>"
+        for f in data.get("dpo_flags", [])
+    )
+    if flagged:
+        flag += f'<h2>Flagged to the DPO</h2><ul class="alert">{flagged}</ul>'
     return (
         "<!doctype html><html lang=en><meta charset=utf-8><title>Retention report</title>"
         "<h1>Retention report</h1>"

@@ -87,11 +87,14 @@ def load(path: PathArg = None) -> None:
                 item.document.reference: service.unresolved_references(item.document, known)
                 for item in parsed
             }
+            flags = {item.document.reference: item.document.dpo_flags() for item in parsed}
     for result in results:
         state = "loaded" if result.created else "unchanged"
         console.print(f"{result.reference} version {result.version}: {state}")
         if unresolved[result.reference]:
             console.print(f"  unresolved references: {', '.join(unresolved[result.reference])}")
+        for flag in flags[result.reference]:
+            console.print(f"  flagged to the DPO: {flag.field}: {flag.detail}", highlight=False)
 
 
 @policies_app.command("list")
@@ -111,6 +114,7 @@ def list_(
                         "version": s.version,
                         "content_hash": s.content_hash,
                         "unresolved_references": s.unresolved_references,
+                        "dpo_flags": [f.model_dump() for f in s.dpo_flags],
                     }
                     for s in summaries
                 ],
@@ -118,9 +122,15 @@ def list_(
             )
         )
         return
-    table = Table("reference", "version", "title", "unresolved references")
+    table = Table("reference", "version", "title", "unresolved references", "flagged to the DPO")
     for s in summaries:
-        table.add_row(s.reference, str(s.version), s.title, ", ".join(s.unresolved_references))
+        table.add_row(
+            s.reference,
+            str(s.version),
+            s.title,
+            ", ".join(s.unresolved_references),
+            ", ".join(f.field for f in s.dpo_flags),
+        )
     console.print(table)
 
 
@@ -146,12 +156,24 @@ def show(reference: str, version: VersionOpt = None) -> None:
     """One processing record: who, why, what, and its retention rules."""
     read, _ = _read(reference, version)
     console.print(f"[bold]{read.reference}[/] version {read.version}: {read.title}")
-    console.print(f"controller: {read.controller.name}")
+    console.print(f"controller: {read.controller.name}", markup=False, highlight=False)
+    if read.controller.calendar:
+        console.print(f"calendar: {read.controller.calendar}")
+    if read.processors:
+        names = "; ".join(p.name for p in read.processors)
+        console.print(f"processors: {names}", markup=False, highlight=False)
+    if read.services:
+        names = "; ".join(f"{s.name} ({s.operator})" for s in read.services)
+        console.print(f"own services (not processors): {names}", markup=False, highlight=False)
     console.print(f"legal basis: {'; '.join(b.article for b in read.legal_basis)}")
     rights = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in read.rights.items())
     console.print(f"rights: {rights}")
     if read.unresolved_references:
         console.print(f"unresolved references: {', '.join(read.unresolved_references)}")
+    for flag in read.dpo_flags:
+        console.print(
+            f"[bold yellow]flagged to the DPO:[/] {flag.field}: {flag.detail}", highlight=False
+        )
     console.print(f"\n[bold]{len(read.rules)} retention rules[/]")
     for rule in read.rules:
         applies = " x ".join(

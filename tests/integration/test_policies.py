@@ -73,7 +73,7 @@ def test_loading_makes_version_one_and_an_audit_entry_without_personal_data(
         "reference": "DPR-EC-01488",
         "version": 1,
         "content_hash": result.content_hash,
-        "rules": 9,
+        "rules": 11,
     }
     # the file holds functional mailboxes; none of them reaches the trail
     assert "@" not in entries[0].body
@@ -247,6 +247,17 @@ def test_any_staff_role_lists_policies_with_unresolved_references(
         "content_hash": result.content_hash,
         "loaded_at": item["loaded_at"],
         "unresolved_references": ["DPR-02054", "DPR-EC-01230"],
+        # the statement gives no Art. 10(2) ground for the special-needs health data
+        "dpo_flags": [
+            {
+                "code": "special_category_ground_unstated",
+                "field": "data_categories.special_needs_health",
+                "detail": (
+                    "special category special_needs_health has no EUDPR Art. 10(2) ground in "
+                    "the statement; none is assumed"
+                ),
+            }
+        ],
     }
 
 
@@ -280,6 +291,14 @@ def test_get_policy_returns_the_current_version_in_the_contract_shape(
     }
     health = next(d for d in body["data_categories"] if d["key"] == "special_needs_health")
     assert health["special"] is True
+    assert (health["ground"], health["special_ground"]) == ("unstated", None)
+    assert [f["field"] for f in body["dpo_flags"]] == ["data_categories.special_needs_health"]
+    assert body["processors"] == []
+    assert [(s["name"], s["operator"]) for s in body["services"]] == [
+        ("EUSurvey", "European Commission"),
+        ("Europa Analytics", "European Commission"),
+    ]
+    assert body["controller"]["calendar"] == "european-commission"
     rules = {r["id"]: r for r in body["rules"]}
     non_selected = rules["non-selected-candidates"]
     assert non_selected["offset"] == "P1Y"
@@ -293,6 +312,13 @@ def test_get_policy_returns_the_current_version_in_the_contract_shape(
     assert handover == {"kind": "handover", "handover_to": "DPR-02054"}
     assert rules["analytics-on-device"]["enforced_by"] == "external"
     assert rules["analytics-on-device"]["offset"] == "P13M"
+    cookies = rules["session-cookies"]
+    assert (cookies["trigger"]["event"], cookies["offset"], cookies["enforced_by"]) == (
+        "session.ended",
+        "P0D",
+        "external",
+    )
+    assert rules["local-storage-drafts"]["trigger"]["event"] == "answers.saved"
     assert {r["reference"]: r["resolved"] for r in body["related_records"]} == {
         "DPR-02054": False,
         "DPR-EC-01230": False,
@@ -334,7 +360,8 @@ def test_dpv_export_is_json_ld(
     assert response.headers["content-type"].startswith("application/ld+json")
     body = response.json()
     assert body["@type"] == "dpv:Process"
-    assert len(body["dpv:hasStorageCondition"]) == 9
+    assert len(body["dpv:hasStorageCondition"]) == 11
+    assert "dpv:hasDataProcessor" not in body
 
 
 # --- CLI ---
@@ -355,8 +382,14 @@ def test_cli_load_list_show_export(cli_env: CliRunner, tmp_path: Path) -> None:
     assert "DPR-EC-01488 version 1: unchanged" in again.output
     listed = cli_env.invoke(cli_app, ["policies", "list", "--json"])
     assert json.loads(listed.output)[0]["unresolved_references"] == ["DPR-02054", "DPR-EC-01230"]
+    assert [f["field"] for f in json.loads(listed.output)[0]["dpo_flags"]] == [
+        "data_categories.special_needs_health"
+    ]
     shown = cli_env.invoke(cli_app, ["policies", "show", "DPR-EC-01488"])
     assert shown.exit_code == 0 and "portability no" in shown.output
+    assert "flagged to the DPO: data_categories.special_needs_health" in shown.output
+    assert "own services (not processors): EUSurvey (European Commission)" in shown.output
+    assert "processors:" not in shown.output.replace("(not processors):", "")
     out = tmp_path / "dpv.jsonld"
     exported = cli_env.invoke(
         cli_app, ["policies", "export", "DPR-EC-01488", "--format", "dpv", "--output", str(out)]

@@ -6,7 +6,7 @@ import json
 import warnings
 
 import pytest
-from rdflib import RDF, Graph, Literal, Namespace, URIRef
+from rdflib import RDF, RDFS, Graph, Literal, Namespace, URIRef
 
 from policies.document import PolicyDocument
 from policies.dpv import to_jsonld
@@ -15,6 +15,7 @@ from policies.loader import parse_policy, registry_dir
 DPV = Namespace("https://w3id.org/dpv#")
 PD = Namespace("https://w3id.org/dpv/pd#")
 DCT = Namespace("http://purl.org/dc/terms/")
+LETHE = Namespace("https://lethe.dev/ns/policy#")
 XSD_DURATION = URIRef("http://www.w3.org/2001/XMLSchema#duration")
 RECORD = URIRef("urn:lethe:policy:DPR-EC-01488")
 
@@ -71,3 +72,24 @@ def test_legal_basis_purposes_recipients_and_personal_data(graph: Graph) -> None
 def test_handover_rules_point_at_the_other_record(graph: Graph) -> None:
     node = URIRef("urn:lethe:policy:DPR-EC-01488#rule/invited-or-selected-candidates")
     assert (node, DCT.references, URIRef("urn:lethe:policy:DPR-02054")) in graph
+
+
+def test_eusurvey_and_europa_analytics_are_not_exported_as_processors(graph: Graph) -> None:
+    # They are the Commission's own services: a processor acts on the controller's behalf.
+    assert list(graph.objects(RECORD, DPV.hasDataProcessor)) == []
+    assert list(graph.subjects(RDF.type, DPV.DataProcessor)) == []
+    services = set(graph.objects(RECORD, LETHE.usesService))
+    labels = {str(graph.value(s, RDFS.label)) for s in services}
+    assert labels == {"EUSurvey", "Europa Analytics"}
+    for node in services:
+        assert (node, RDF.type, LETHE.ControllerService) in graph
+        assert graph.value(node, LETHE.operatedBy) == Literal("European Commission")
+
+
+def test_the_special_category_has_no_invented_ground_and_says_so(graph: Graph) -> None:
+    health = URIRef("urn:lethe:policy:DPR-EC-01488#data/special_needs_health")
+    assert graph.value(health, LETHE.specialCategoryGround) is None
+    assert graph.value(health, LETHE.specialCategoryGroundStatus) == Literal("unstated")
+    assert not any("10(2)" in str(label) for label in graph.objects(None, RDFS.label))
+    flags = {str(f) for f in graph.objects(RECORD, LETHE.dpoFlag)}
+    assert flags == {"special_category_ground_unstated: data_categories.special_needs_health"}

@@ -216,6 +216,30 @@ def test_analytics_are_deleted_by_the_device_after_13_months(doc: PolicyDocument
     assert d.due_at == datetime(2025, 4, 20, 22, 0, tzinfo=UTC)
 
 
+def test_session_cookies_go_when_the_session_ends_not_after_13_months(
+    doc: PolicyDocument,
+) -> None:
+    kw: dict[str, Any] = {"category": "session_cookies", "outcome": None, "context": "session:7c1e"}
+    waiting = run(doc, **kw)
+    assert (waiting.rule_id, waiting.due_at) == ("session-cookies", None)
+    ended = KnownEvent(
+        "session.ended", "session:7c1e", datetime(2024, 3, 20, 9, 40, tzinfo=UTC), NOW
+    )
+    d = run(doc, events=[ended], **kw)
+    assert (d.enforced_by, d.action) == ("external", "delete")
+    assert d.due_at == datetime(2024, 3, 20, 23, 0, tzinfo=UTC)  # the end of that day, Brussels
+
+
+def test_local_storage_goes_once_the_answers_are_saved(doc: PolicyDocument) -> None:
+    kw: dict[str, Any] = {"category": "local_storage", "outcome": None, "context": "survey-443651"}
+    saved = KnownEvent(
+        "answers.saved", "survey-443651", datetime(2024, 3, 21, 14, 0, tzinfo=UTC), NOW
+    )
+    d = run(doc, events=[saved], **kw)
+    assert (d.rule_id, d.enforced_by, d.action) == ("local-storage-drafts", "external", "delete")
+    assert d.due_at == datetime(2024, 3, 21, 23, 0, tzinfo=UTC)
+
+
 def test_sysper_applications_are_handed_over_to_dpr_ec_01230(doc: PolicyDocument) -> None:
     d = run(doc, category="sysper_application", outcome=None)
     assert (d.action, d.handover_to) == ("handover", "DPR-EC-01230")
@@ -242,6 +266,8 @@ def test_every_rule_of_the_registry_binds_some_record(doc: PolicyDocument) -> No
         },
         {"category": "user_account", "subject_category": "external_user"},
         {"category": "analytics"},
+        {"category": "session_cookies"},
+        {"category": "local_storage"},
         {"category": "sysper_application"},
     ]
     bound = {run(doc, **{"events": [closed()], **case}).rule_id for case in cases}

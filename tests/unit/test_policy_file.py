@@ -54,14 +54,53 @@ def test_legal_basis_is_article_5_1_a_and_the_ceos_articles(doc: PolicyDocument)
     assert "C(2017) 6760" in articles
 
 
-def test_health_data_about_special_needs_is_a_special_category_with_its_ground(
+def test_health_data_about_special_needs_is_special_with_its_ground_unstated_and_flagged(
     doc: PolicyDocument,
 ) -> None:
+    # The statement gives no Art. 10(2) ground: none is invented, the gap goes to the DPO.
     health = doc.data_category("special_needs_health")
     assert health is not None and health.special
-    assert health.special_ground and "Art. 10(2)" in health.special_ground
+    assert health.ground == "unstated" and health.special_ground is None
+    assert health.ground_note and "No personal data within the meaning of Article 10" in (
+        " ".join(health.ground_note.split())
+    )
     assert "logistics" in health.description
     assert [d.key for d in doc.data_categories if d.special] == ["special_needs_health"]
+    assert not any("10(2)" in b.article for b in doc.legal_basis)
+    [flag] = doc.dpo_flags()
+    assert (flag.code, flag.field) == (
+        "special_category_ground_unstated",
+        "data_categories.special_needs_health",
+    )
+
+
+def test_the_controller_works_on_the_commission_calendar(doc: PolicyDocument) -> None:
+    assert doc.controller.calendar == "european-commission"
+
+
+def test_eusurvey_and_europa_analytics_are_the_commissions_own_services(
+    doc: PolicyDocument,
+) -> None:
+    assert doc.processors == []
+    assert [(s.name, s.operator) for s in doc.services] == [
+        ("EUSurvey", "European Commission"),
+        ("Europa Analytics", "European Commission"),
+    ]
+
+
+def test_session_cookies_and_local_storage_have_their_own_rules(doc: PolicyDocument) -> None:
+    rules = {r.id: r for r in doc.rules}
+    cookies = rules["session-cookies"]
+    assert cookies.applies_to.data_categories == ["session_cookies"]
+    assert (cookies.trigger.kind.value, cookies.trigger.event) == ("event", "session.ended")
+    assert (cookies.offset.is_zero, cookies.enforced_by) == (True, "external")
+    storage = rules["local-storage-drafts"]
+    assert storage.applies_to.data_categories == ["local_storage"]
+    assert (storage.trigger.event, storage.offset.is_zero) == ("answers.saved", True)
+    assert storage.enforced_by == "external"
+    analytics = rules["analytics-on-device"]
+    assert analytics.applies_to.data_categories == ["analytics"]
+    assert "cookie" not in (doc.data_category("analytics") or analytics).description.lower()
 
 
 def test_the_categories_listed_in_the_statement_are_all_there(doc: PolicyDocument) -> None:
@@ -124,6 +163,9 @@ def test_every_retention_sentence_of_the_statement_is_a_rule_mandate(
         "further.",
         "the retention period applicable for Sysper database applies",
         "your user account remains active and your personal data is therefore retained.",
+        "The cookies disappear once the session has been terminated.",
+        "Once a participant has submitted one's answers successfully to the server or has "
+        "successfully saved a draft on the server, the data is removed from the local storage.",
     ]:
         assert sentence in statement, f"seed changed: {sentence}"
         assert any(sentence.lower() in norm(r.mandate).lower() for r in doc.rules), sentence
@@ -149,6 +191,21 @@ def test_unresolved_references_are_the_two_other_records(doc: PolicyDocument) ->
 
 
 # --- content hash ---
+
+
+def test_a_file_that_uses_no_new_field_keeps_its_content_hash() -> None:
+    # Fields added to the format later stay out of the hash while unset: an unchanged file
+    # loaded after an upgrade is the same version (no new version, no rule-change pause).
+    minimal = (
+        "reference: DPR-X-1\ntitle: t\ncontroller: {name: Unit X}\ndpo: {name: DPO}\n"
+        "legal_basis: [{key: a, article: Art. 5(1)(a)}]\npurposes: [{key: p, description: d}]\n"
+        "subject_categories: [{key: s, description: d}]\n"
+        "data_categories: [{key: c, description: d}]\n"
+    )
+    document = parse_policy(minimal).document
+    # the hash this file had before `ground`, `ground_note`, `calendar` and `services` existed
+    before = "ce1ee0404132367e6a6ebf2dba544d5c2e938f1053ee25a389f85893bf25439f"
+    assert content_hash(document) == before
 
 
 def test_comments_and_layout_do_not_change_the_content_hash(text: str, doc: PolicyDocument) -> None:
@@ -216,10 +273,34 @@ def test_a_handover_without_a_target_is_refused(text: str) -> None:
 
 
 def test_a_special_category_without_a_ground_is_refused(text: str) -> None:
-    start = text.index("    special_ground: >-")
+    start = text.index("    ground: unstated")
     end = text.index("    pd: [pd:HealthRecord")
     err = refusal(text[:start] + text[end:])
     assert "field data_categories.3: a special category needs special_ground" in err.detail
+    assert "ground: unstated" in err.detail
+
+
+def test_an_unstated_ground_with_a_ground_text_is_refused(text: str) -> None:
+    bad = text.replace(
+        "    ground: unstated\n", "    ground: unstated\n    special_ground: Art. 10(2)(b)\n"
+    )
+    err = refusal(bad)
+    assert "field data_categories.3: a ground marked unstated takes no special_ground" in err.detail
+
+
+def test_a_ground_on_an_ordinary_category_is_refused(text: str) -> None:
+    bad = text.replace(
+        "    pd: [pd:Preference]\n", "    pd: [pd:Preference]\n    ground: unstated\n", 1
+    )
+    err = refusal(bad)
+    assert "field data_categories.4: special_ground, ground and ground_note are for" in err.detail
+
+
+def test_an_unknown_controller_calendar_is_refused_with_its_line(text: str) -> None:
+    bad = text.replace("calendar: european-commission", "calendar: atlantis")
+    err = refusal(bad)
+    assert f"line {line_of(bad, 'calendar: atlantis')}, field controller.calendar" in err.detail
+    assert "unknown calendar 'atlantis'" in err.detail
 
 
 def test_a_handover_to_the_record_itself_is_refused(text: str) -> None:
