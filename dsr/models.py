@@ -28,6 +28,8 @@ class RequestType(enum.StrEnum):
 
 class RequestStatus(enum.StrEnum):
     awaiting_identity = "awaiting_identity"
+    # too many wrong one-time codes: only the staff can re-issue a code (or refuse the request)
+    locked = "locked"
     verified = "verified"
     # objection: the data is restricted while the controller assesses the objection
     awaiting_assessment = "awaiting_assessment"
@@ -72,6 +74,10 @@ class DsrRequest(SQLModel, table=True):
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
     otp_attempts: int = Field(default=0, sa_column=Column(Integer(), nullable=False, default=0))
+    # Set by the wrong code that used up the attempts; only a staff re-issue clears it.
+    otp_locked_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
     verified_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.engine import Engine
 
+from dsr import client_address as addresses
 from dsr import package as packages
 from dsr import rights
 from dsr import service as svc
@@ -42,6 +43,17 @@ def _config(request: Request) -> svc.DsrConfig:
     return config
 
 
+def _client_address(request: Request) -> str | None:
+    """The address the intake limits count (`LETHE_TRUSTED_PROXIES`, `LETHE_PROXY_HEADER`)."""
+    config = _config(request)
+    return addresses.client_address(
+        request.client.host if request.client else None,
+        request.headers.getlist(config.proxy_header),
+        proxies=config.trusted_proxies,
+        header=config.proxy_header,
+    )
+
+
 def _problem(exc: DomainError) -> JSONResponse:
     """A problem answered *without* raising, so the session still commits (an attempt count)."""
     return JSONResponse(
@@ -50,6 +62,7 @@ def _problem(exc: DomainError) -> JSONResponse:
             "title": exc.title,
             "status": exc.status,
             "detail": exc.detail,
+            **exc.extra,
         },
         status_code=exc.status,
         media_type="application/problem+json",
@@ -61,6 +74,7 @@ def _read(session: SessionDep, request: DsrRequest, now: Any) -> RequestRead:
         id=request.id,
         type=request.type,
         status=request.status,
+        locked=svc.is_locked(request),
         channel=request.channel,
         subject_id=request.subject_id,
         received_at=request.received_at,
@@ -112,7 +126,7 @@ def file_request(
         details=body.details,
         changes=body.changes,
         actor=staff,
-        client_address=request.client.host if request.client else None,
+        client_address=_client_address(request),
         identity_verified=body.identity_verified,
         now=now,
     )
@@ -121,7 +135,20 @@ def file_request(
     )
 
 
-@router.post("/requests/{request_id}/verify", dependencies=[Depends(public)], response_model=None)
+@router.post(
+    "/requests/{request_id}/verify",
+    dependencies=[Depends(public)],
+    response_model=None,
+    summary="Confirm a request with its one-time code",
+    description=(
+        "With `LETHE_OTP_MAX_ATTEMPTS` = N, exactly N wrong codes are answered 400 "
+        "(`attempts_left` in the problem says how many remain); the N-th locks the request "
+        "(status `locked`). After that every code, the right one included, is answered 429 "
+        "without being checked. A resend keeps the count; an expired code is 400 and does not "
+        "count. Only the controller's staff can send a fresh code to a locked request "
+        "(`POST /v1/requests/{id}/reissue`, audited)."
+    ),
+)
 def verify(
     request_id: uuid.UUID, body: VerifyBody, request: Request, session: SessionDep, now: NowDep
 ) -> dict[str, str] | JSONResponse:
@@ -139,6 +166,10 @@ def verify(
     status_code=202,
     dependencies=[Depends(public)],
     summary="Send a new one-time code to the address of a request awaiting verification",
+    description=(
+        "Counted against the hourly intake limits (per e-mail and per client address: 429 "
+        "beyond them). The wrong-code count carries over; a locked request is 429."
+    ),
 )
 def resend(
     request_id: uuid.UUID, request: Request, session: SessionDep, now: NowDep
@@ -147,8 +178,22 @@ def resend(
         session,
         config=_config(request),
         request_id=request_id,
-        client_address=request.client.host if request.client else None,
+        client_address=_client_address(request),
         now=now,
+    )
+    return {"status": row.status}
+
+
+@router.post(
+    "/requests/{request_id}/reissue",
+    status_code=202,
+    summary="Staff: unlock a request and send a fresh one-time code (audited)",
+)
+def reissue(
+    request_id: uuid.UUID, request: Request, session: SessionDep, now: NowDep, actor: Controller
+) -> dict[str, str]:
+    row = svc.reissue_code(
+        session, config=_config(request), request_id=request_id, actor=actor, now=now
     )
     return {"status": row.status}
 
@@ -181,6 +226,7 @@ def status(
         id=row.id,
         type=row.type,
         status=row.status,
+        locked=svc.is_locked(row),
         received_at=row.received_at,
         due_at=row.due_at,
         extended=row.extended_months is not None,

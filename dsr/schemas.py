@@ -47,6 +47,9 @@ class StatusRead(BaseModel):
     id: uuid.UUID
     type: str
     status: str
+    # Too many wrong codes: the code no longer opens the request (status `locked` while
+    # awaiting identity); only the controller's staff can send a fresh code.
+    locked: bool = False
     received_at: datetime
     due_at: datetime
     extended: bool
@@ -67,6 +70,7 @@ class RequestRead(BaseModel):
     id: uuid.UUID
     type: str
     status: str
+    locked: bool = False
     channel: str
     subject_id: uuid.UUID | None
     received_at: datetime

@@ -27,6 +27,7 @@ from audit_log import checkpoints
 from audit_log import service as audit
 from audit_log.signing import NoteSigner
 from dsr import otp
+from dsr.client_address import Network, ProxyHeader
 from dsr.deadlines import DUE_SOON_DAYS, InstitutionCalendar
 from dsr.errors import (
     ExtensionRefusedError,
@@ -75,6 +76,9 @@ class DsrConfig:
     intake_rate_per_hour: int = 10
     package_token_ttl: timedelta = timedelta(minutes=60)
     public_base_url: str = "http://127.0.0.1:8000"
+    # Peers whose forwarding header names the client (rate limits); empty: never read.
+    trusted_proxies: tuple[Network, ...] = ()
+    proxy_header: ProxyHeader = "x-forwarded-for"
     # Signs a checkpoint after each request completion (DESIGN §7); None: left to the job.
     signer: NoteSigner | None = None
 
@@ -255,6 +259,13 @@ def file_request(
 
 
 # --- identity -------------------------------------------------------------------------------
+#
+# Attempts: with `otp_max_attempts` = N, exactly N wrong codes are answered "wrong" (400); the
+# N-th of them locks the request. From then on every code, the right one included, is refused
+# with 429 without being compared, so no guess is ever checked after the N-th. A resend sends a
+# new code but keeps the count (N wrong codes per request, not per code); an expired code is
+# refused (400) without counting, since no code can match while none is valid. Only the staff
+# can lift a lock (`reissue_code`, audited).
 
 
 def _send_code(
@@ -264,14 +275,13 @@ def _send_code(
     request.otp_salt = otp.new_salt()
     request.otp_hash = otp.digest(code, request.otp_salt)
     request.otp_expires_at = now + config.otp_ttl
-    request.otp_attempts = 0
     session.add(request)
     minutes = int(config.otp_ttl.total_seconds() // 60)
     config.notifier.send_email(
         session,
         Email(
             to=email,
-            subject="Your data-protection request: confirmation code",
+            subject=CODE_MESSAGE_SUBJECT,
             body=(
                 f"We received your {request.type} request (reference {request.id}).\n\n"
                 f"Your confirmation code is {code}. It is valid for {minutes} minutes.\n"
@@ -281,6 +291,29 @@ def _send_code(
             request_id=request.id,
         ),
         now=now,
+    )
+
+
+CODE_MESSAGE_SUBJECT = "Your data-protection request: confirmation code"
+
+
+def is_locked(request: DsrRequest) -> bool:
+    """The one-time code no longer opens the request (verification, or reading its status).
+
+    A request awaiting identity is then in status `locked`; a verified or closed one keeps its
+    status, and only its status page stops answering to codes.
+    """
+    return request.otp_locked_at is not None or request.status == RequestStatus.locked.value
+
+
+def attempts_left(config: DsrConfig, request: DsrRequest) -> int:
+    return max(config.otp_max_attempts - request.otp_attempts, 0)
+
+
+def _locked_error() -> TooManyAttemptsError:
+    return TooManyAttemptsError(
+        "too many wrong codes: this request is locked; file a new request or ask the "
+        "controller to send a new code"
     )
 
 
@@ -294,9 +327,12 @@ def resend_code(
 ) -> DsrRequest:
     """A new code for a request still awaiting identity (the old one expired or was lost).
 
-    Counted against the same hourly intake limits, so resending cannot multiply guesses.
+    Counted against the same hourly intake limits (per e-mail and per client address), so
+    resending cannot multiply guesses; the wrong-code count carries over to the new code.
     """
     request = get_request(session, request_id)
+    if is_locked(request) or request.otp_attempts >= config.otp_max_attempts:
+        raise _locked_error()
     if request.status != RequestStatus.awaiting_identity.value:
         raise RequestStateError("the request is not awaiting identity verification")
     intake = open_intake(config.keyring, request)
@@ -314,7 +350,46 @@ def resend_code(
         now=now,
         subject_id=request.subject_id,
         target=f"dsr_request:{request.id}",
+        details={"attempts": request.otp_attempts},
     )
+    return request
+
+
+def reissue_code(
+    session: Session,
+    *,
+    config: DsrConfig,
+    request_id: uuid.UUID,
+    actor: Actor,
+    now: datetime,
+) -> DsrRequest:
+    """Staff only: unlock a request (or replace a lost code) and send a fresh code.
+
+    The count starts again, so this is an audited decision of the controller's staff (e.g.
+    after the requester called and was identified), never something the public can trigger.
+    """
+    request = get_request(session, request_id)
+    if request.status not in (RequestStatus.awaiting_identity.value, RequestStatus.locked.value):
+        raise RequestStateError("only a request awaiting identity or locked gets a new code")
+    intake = open_intake(config.keyring, request)
+    if intake is None:
+        raise RequestStateError("the request is closed")
+    was_locked = is_locked(request)
+    previous = request.otp_attempts
+    request.status = RequestStatus.awaiting_identity.value
+    request.otp_attempts = 0
+    request.otp_locked_at = None
+    _send_code(session, config=config, request=request, email=intake.email, now=now)
+    audit.append(
+        session,
+        action="dsr.request.code_reissued",
+        actor=actor.ref,
+        now=now,
+        subject_id=request.subject_id,
+        target=f"dsr_request:{request.id}",
+        details={"was_locked": was_locked, "previous_attempts": previous},
+    )
+    log.info("dsr.request.code_reissued", request_id=str(request.id), was_locked=was_locked)
     return request
 
 
@@ -328,12 +403,12 @@ def get_request(session: Session, request_id: uuid.UUID) -> DsrRequest:
 def verify(
     session: Session, *, config: DsrConfig, request_id: uuid.UUID, code: str, now: datetime
 ) -> DsrRequest:
-    """Check the code. A wrong or expired code counts an attempt; the count must be committed
-    even though the caller answers with an error, so failures are *returned* via
-    `CodeCheckFailed` by `check_code` and raised by the route after the commit."""
+    """Check the code. A wrong code counts an attempt; the count must be committed even
+    though the caller answers with an error, so failures are raised as `CodeCheckFailed` by
+    `check_code` and turned into a problem by the route without rolling back."""
     request = get_request(session, request_id)
     if request.status != RequestStatus.awaiting_identity.value:
-        # Verified already: the same code answers again, any other is refused.
+        # Verified already: the same code answers again, any other is refused (locked: 429).
         check_code(session, config=config, request=request, code=code, now=now, expire=False)
         return request
     check_code(session, config=config, request=request, code=code, now=now, expire=True)
@@ -371,14 +446,34 @@ def check_code(
     now: datetime,
     expire: bool,
 ) -> None:
-    if request.otp_attempts >= config.otp_max_attempts:
-        raise CodeCheckFailed(
-            TooManyAttemptsError("too many wrong codes for this request; file a new request")
-        )
+    """Pass, or raise `CodeCheckFailed` (400 wrong or expired, 429 locked); see the top."""
+    if is_locked(request) or request.otp_attempts >= config.otp_max_attempts:
+        raise CodeCheckFailed(_locked_error())
     expired = expire and request.otp_expires_at is not None and now >= request.otp_expires_at
-    if not expired and otp.matches(code, request.otp_salt, request.otp_hash):
+    if expired:
+        audit.append(
+            session,
+            action="dsr.request.code_refused",
+            actor="requester",
+            now=now,
+            subject_id=request.subject_id,
+            target=f"dsr_request:{request.id}",
+            details={"attempt": request.otp_attempts, "expired": True},
+        )
+        raise CodeCheckFailed(
+            WrongCodeError(
+                "the code has expired; ask for a new one",
+                attempts_left=attempts_left(config, request),
+            )
+        )
+    if otp.matches(code, request.otp_salt, request.otp_hash):
         return
     request.otp_attempts += 1
+    locked = request.otp_attempts >= config.otp_max_attempts
+    if locked:
+        request.otp_locked_at = now
+        if request.status == RequestStatus.awaiting_identity.value:
+            request.status = RequestStatus.locked.value
     session.add(request)
     audit.append(
         session,
@@ -387,14 +482,29 @@ def check_code(
         now=now,
         subject_id=request.subject_id,
         target=f"dsr_request:{request.id}",
-        details={"attempt": request.otp_attempts, "expired": expired},
+        details={"attempt": request.otp_attempts, "expired": False},
     )
     log.info("dsr.request.code_refused", request_id=str(request.id), attempt=request.otp_attempts)
-    if request.otp_attempts >= config.otp_max_attempts:
-        raise CodeCheckFailed(
-            TooManyAttemptsError("too many wrong codes for this request; file a new request")
+    if locked:
+        audit.append(
+            session,
+            action="dsr.request.locked",
+            actor="requester",
+            now=now,
+            subject_id=request.subject_id,
+            target=f"dsr_request:{request.id}",
+            details={"attempts": request.otp_attempts, "status": request.status},
         )
-    raise CodeCheckFailed(WrongCodeError("the code is wrong or has expired"))
+        log.info("dsr.request.locked", request_id=str(request.id))
+        raise CodeCheckFailed(
+            WrongCodeError(
+                "the code is wrong; no attempts are left and the request is now locked",
+                attempts_left=0,
+            )
+        )
+    raise CodeCheckFailed(
+        WrongCodeError("the code is wrong", attempts_left=attempts_left(config, request))
+    )
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -511,7 +621,8 @@ def extend(
     now: datetime,
 ) -> DsrRequest:
     """One extension by one or two months (EUDPR Art. 14(3)), only before the original
-    deadline, with reasons; the subject is told."""
+    deadline, with reasons; the subject is told. The new deadline is the earlier of 1+n
+    months from receipt and n months from the end of the original deadline."""
     if months not in (1, 2):
         raise InvalidRequestError("an extension is of one or two months")
     request = get_request(session, request_id)
@@ -526,7 +637,10 @@ def extend(
     request.extended_months = months
     request.extension_reason = reason
     request.extended_at = now
-    request.due_at = config.calendar.due(request.received_at, months=1 + months)
+    # The earlier of 1+n months from receipt and n months from the original deadline's end.
+    request.due_at = config.calendar.extended(
+        request.received_at, request.original_due_at, months=months
+    )
     session.add(request)
     audit.append(
         session,

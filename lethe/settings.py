@@ -78,9 +78,16 @@ class Settings(BaseSettings):
         None, description="File with one ISO holiday date a line (added to `holidays`)."
     )
     otp_ttl_minutes: int = Field(15, description="Minutes a one-time code stays valid.")
-    otp_max_attempts: int = Field(5, description="Wrong codes allowed before a request locks.")
+    otp_max_attempts: int = Field(5, description="Wrong codes allowed; the N-th locks the request.")
     intake_rate_per_hour: int = Field(
         10, description="Public requests per hour per client address and per e-mail."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxies (JSON list of IPs/CIDRs) whose forwarding header names the client.",
+    )
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        "x-forwarded-for", description="The header the trusted proxies set (`forwarded`: RFC 7239)."
     )
     package_token_minutes: int = Field(60, description="Minutes a package download link lives.")
     calendar_timezone: str = Field(
@@ -89,6 +96,15 @@ class Settings(BaseSettings):
     requests_alert_to: str | None = Field(
         None, description="Mailbox told daily of overdue and soon-due data-subject requests."
     )
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            ipaddress.ip_network(entry.strip(), strict=False)  # ValueError: a clear message
+        return value
 
     @field_validator("data_dir", mode="after")
     @classmethod

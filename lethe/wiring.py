@@ -131,6 +131,7 @@ def _wire_dsr(wiring: Wiring) -> None:
     """Data-subject requests: the notifier, the institution calendar, deadline gauges."""
     from prometheus_client import Gauge
 
+    from dsr.client_address import parse_networks
     from dsr.deadlines import InstitutionCalendar, load_holidays
     from dsr.notifier import build_notifier
     from dsr.service import DsrConfig, deadline_counts
@@ -158,6 +159,8 @@ def _wire_dsr(wiring: Wiring) -> None:
         package_token_ttl=timedelta(minutes=s.package_token_minutes),
         public_base_url=s.public_base_url,
         signer=wiring.state["audit_signer"],
+        trusted_proxies=parse_networks(s.trusted_proxies),
+        proxy_header=s.proxy_header,
     )
     overdue = Gauge(
         "lethe_dsr_requests_overdue",

@@ -30,7 +30,16 @@ def serve() -> None:
 
     settings = Settings()
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and
+    # hand the app a forged client address; Lethe reads it itself (LETHE_TRUSTED_PROXIES).
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
 
 
 def worker() -> None:

@@ -1,4 +1,9 @@
-"""`lethe requests list|show|extend|process|reject`: data-subject requests for the staff."""
+"""`lethe requests …`: data-subject requests for the staff.
+
+`file` and `verify` let the staff file a request and confirm it with its code; `outbox` shows the
+development outbox (no SMTP host), where the one-time code message of a request can be read on a
+developer's machine. `reissue` is the audited way to unlock a request after too many wrong codes.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,23 @@ import uuid
 from typing import Annotated, Any
 
 import typer
+from pydantic import EmailStr, TypeAdapter, ValidationError
 from rich.table import Table
+from sqlalchemy import select
+from sqlmodel import col
 
 from dsr import rights
 from dsr import service as svc
-from dsr.errors import RequestNotFoundError
-from dsr.models import DsrRequest
+from dsr.errors import InvalidRequestError, RequestNotFoundError
+from dsr.models import DsrRequest, NotificationOutbox, RequestType
 from dsr.schemas import RejectionGround
-from lethe.cli.context import cli_context, console
+from lethe.cli.context import cli_context, console, err_console
 from records.db import new_session, unit_of_work, utc_now
 from records.http import Actor, Role
 
-requests_app = typer.Typer(help="Data-subject requests: list, show, extend, process, reject.")
+requests_app = typer.Typer(
+    help="Data-subject requests: file, verify, list, show, extend, process, reject, outbox."
+)
 
 # The CLI acts as the controller's staff (whoever may run it holds the database and key files).
 CLI_ACTOR = Actor(id="cli", role=Role.controller)
@@ -40,6 +50,7 @@ def _summary(r: DsrRequest, now: Any) -> dict[str, Any]:
         "id": str(r.id),
         "type": r.type,
         "status": r.status,
+        "locked": svc.is_locked(r),
         "channel": r.channel,
         "subject_id": str(r.subject_id) if r.subject_id else None,
         "received_at": r.received_at.isoformat(),
@@ -74,8 +85,11 @@ def requests_list(
         table.add_column(column)
     for r in rows:
         due = r.due_at.date().isoformat() + (" OVERDUE" if svc.is_overdue(r, now) else "")
+        status = r.status
+        if svc.is_locked(r) and status != "locked":
+            status += " (code locked)"
         table.add_row(
-            str(r.id), r.type, r.status, r.received_at.date().isoformat(), due, r.outcome or ""
+            str(r.id), r.type, status, r.received_at.date().isoformat(), due, r.outcome or ""
         )
     console.print(table)
 
@@ -157,3 +171,168 @@ def requests_reject(
             now=utc_now(),
         )
     console.print(f"request {request_id} rejected ({ground.value})")
+
+
+_EMAIL = TypeAdapter(EmailStr)
+
+
+@requests_app.command("file")
+def requests_file(
+    type: Annotated[RequestType, typer.Option("--type", help="The right exercised.")],
+    email: Annotated[str, typer.Option(help="The requester's e-mail address.")],
+    details: Annotated[str | None, typer.Option(help="What the requester wrote.")] = None,
+    changes: Annotated[
+        str | None, typer.Option(help="Rectification/restriction: the changes as JSON.")
+    ] = None,
+    identity_verified: Annotated[
+        bool,
+        typer.Option(
+            "--identity-verified", help="Identity was established otherwise: no code is sent."
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Staff intake: file a request on the subject's behalf; prints its id and due date.
+
+    Without --identity-verified the one-time code goes to the address (in development: the
+    outbox, see `lethe requests outbox`).
+    """
+    try:
+        address = str(_EMAIL.validate_python(email))
+    except ValidationError:
+        raise typer.BadParameter("not a valid e-mail address", param_hint="--email") from None
+    try:
+        parsed = json.loads(changes) if changes else None
+    except json.JSONDecodeError:
+        raise typer.BadParameter("not valid JSON", param_hint="--changes") from None
+    with cli_context() as ctx:
+        if parsed is not None and not isinstance(parsed, dict):
+            raise InvalidRequestError("`changes` is a JSON object")
+        with unit_of_work(ctx.engine) as session:
+            row = svc.file_request(
+                session,
+                config=ctx.wiring.state["dsr"],
+                type=type,
+                email=address,
+                details=details,
+                changes=parsed,
+                actor=CLI_ACTOR,
+                client_address=None,
+                identity_verified=identity_verified,
+                now=utc_now(),
+            )
+            data = {
+                "id": str(row.id),
+                "status": row.status,
+                "received_at": row.received_at.isoformat(),
+                "due_at": row.due_at.isoformat(),
+            }
+    if as_json:
+        typer.echo(json.dumps(data))
+        return
+    # Plain lines (no wrapping): the id is copied into the next command.
+    typer.echo(f"request {data['id']} ({data['status']}), due {data['due_at']}")
+    if data["status"] == "awaiting_identity":
+        typer.echo(
+            "a one-time code was sent to the address: "
+            f"lethe requests verify {data['id']} --code CODE"
+        )
+
+
+@requests_app.command("verify")
+def requests_verify(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    code: Annotated[str, typer.Option(help="The one-time code the requester received.")],
+) -> None:
+    """Confirm a request with its one-time code (a wrong code counts, as over the API)."""
+    failed: svc.CodeCheckFailed | None = None
+    with cli_context() as ctx:
+        config: svc.DsrConfig = ctx.wiring.state["dsr"]
+        # The failed attempt is committed before the error is shown (the count must hold).
+        with unit_of_work(ctx.engine) as session:
+            try:
+                row = svc.verify(
+                    session, config=config, request_id=_id(request_id), code=code, now=utc_now()
+                )
+                status = row.status
+            except svc.CodeCheckFailed as exc:
+                failed = exc
+    if failed is not None:
+        left = failed.error.extra.get("attempts_left")
+        suffix = f" ({left} attempt(s) left)" if left is not None else ""
+        err_console.print(f"[bold red]error:[/] {failed.error.detail}{suffix}")
+        raise typer.Exit(1)
+    typer.echo(f"request {request_id} {status}")
+
+
+@requests_app.command("reissue")
+def requests_reissue(request_id: Annotated[str, typer.Argument(help="The request id.")]) -> None:
+    """Unlock a request after too many wrong codes and send a fresh code (audited)."""
+    with cli_context() as ctx, unit_of_work(ctx.engine) as session:
+        row = svc.reissue_code(
+            session,
+            config=ctx.wiring.state["dsr"],
+            request_id=_id(request_id),
+            actor=CLI_ACTOR,
+            now=utc_now(),
+        )
+        status = row.status
+    typer.echo(f"request {request_id} {status}: a new code was sent")
+
+
+OUTBOX_WARNING = (
+    "DEVELOPMENT OUTBOX: messages are kept in the database instead of being sent because no "
+    "SMTP host is set (LETHE_SMTP_HOST). They hold real addresses and one-time codes: never "
+    "run without SMTP on real data subjects."
+)
+
+
+@requests_app.command("outbox")
+def requests_outbox(
+    request_id: Annotated[
+        str | None, typer.Option("--request", help="Only the messages of this request.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="The most recent N messages.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+) -> None:
+    """Development only: the messages the outbox kept (one-time codes included), newest first."""
+    with cli_context() as ctx:
+        if ctx.settings.smtp_host:
+            err_console.print(
+                "[bold yellow]note:[/] LETHE_SMTP_HOST is set: messages are sent by SMTP and "
+                "not kept here; only messages from before it was set can be listed."
+            )
+        else:
+            err_console.print(f"[bold yellow]warning:[/] {OUTBOX_WARNING}")
+        query = select(NotificationOutbox).order_by(
+            col(NotificationOutbox.created_at).desc(), col(NotificationOutbox.id)
+        )
+        if request_id is not None:
+            query = query.where(col(NotificationOutbox.request_id) == _id(request_id))
+        with new_session(ctx.engine) as session:
+            rows = list(session.execute(query.limit(limit)).scalars())
+    if as_json:
+        for m in rows:
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": str(m.id),
+                        "created_at": m.created_at.isoformat(),
+                        "channel": m.channel,
+                        "request_id": str(m.request_id) if m.request_id else None,
+                        "to": m.recipient,
+                        "subject": m.subject,
+                        "body": m.body,
+                    }
+                )
+            )
+        return
+    if not rows:
+        console.print("the outbox is empty")
+    for m in rows:
+        console.rule(f"{m.created_at.isoformat(timespec='seconds')}  {m.channel}")
+        console.print(f"request: {m.request_id or '-'}", markup=False, highlight=False)
+        console.print(f"to:      {m.recipient}", markup=False, highlight=False)
+        console.print(f"subject: {m.subject}", markup=False, highlight=False)
+        console.print("")
+        console.print(m.body, markup=False, highlight=False)

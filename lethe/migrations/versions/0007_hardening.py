@@ -34,3 +34,8 @@ def downgrade() -> None:
     # --- restriction materialised on personal_record ---
     # --- identity: one e-mail, one subject ---
     pass
+    # OTP: when the N-th wrong code locked the request's code (kept while the limit changes)
+    with op.batch_alter_table("dsr_request") as batch:
+        batch.add_column(sa.Column("otp_locked_at", UTCDateTime(), nullable=True))
+    with op.batch_alter_table("dsr_request") as batch:
+        batch.drop_column("otp_locked_at")
