@@ -24,6 +24,9 @@ def upgrade() -> None:
     # --- identity: one e-mail, one subject ---
     # --- restriction materialised on personal_record ---
     # --- dsr: outbox, OTP, intake ---
+    # OTP: when the N-th wrong code locked the request's code (kept while the limit changes)
+    with op.batch_alter_table("dsr_request") as batch:
+        batch.add_column(sa.Column("otp_locked_at", UTCDateTime(), nullable=True))
     # --- retention: dry runs, checkpoints ---
     pass
 
@@ -31,11 +34,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     # --- retention: dry runs, checkpoints ---
     # --- dsr: outbox, OTP, intake ---
+    with op.batch_alter_table("dsr_request") as batch:
+        batch.drop_column("otp_locked_at")
     # --- restriction materialised on personal_record ---
     # --- identity: one e-mail, one subject ---
     pass
-    # OTP: when the N-th wrong code locked the request's code (kept while the limit changes)
-    with op.batch_alter_table("dsr_request") as batch:
-        batch.add_column(sa.Column("otp_locked_at", UTCDateTime(), nullable=True))
-    with op.batch_alter_table("dsr_request") as batch:
-        batch.drop_column("otp_locked_at")
