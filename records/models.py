@@ -11,7 +11,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Uuid
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Uuid, text
 from sqlmodel import Column, Field, SQLModel
 
 from records.db import UTCDateTime
@@ -41,6 +41,23 @@ class Subject(SQLModel, table=True):
         # subjects it created itself without reading their rows.
         Index("ix_subject_email_index", "email_index", "created_at", "erased_at"),
         Index("ix_subject_external_id_index", "external_id_index"),
+        # One e-mail (and one external id) is one live subject, enforced by the database so
+        # that two concurrent ingests cannot both create it. Partial: an erased subject keeps
+        # nothing that could block the person from coming back.
+        Index(
+            "ux_subject_email_key",
+            "email_key",
+            unique=True,
+            sqlite_where=text("erased_at IS NULL"),
+            postgresql_where=text("erased_at IS NULL"),
+        ),
+        Index(
+            "ux_subject_external_id_key",
+            "external_id_key",
+            unique=True,
+            sqlite_where=text("erased_at IS NULL"),
+            postgresql_where=text("erased_at IS NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid(), primary_key=True))
@@ -49,6 +66,11 @@ class Subject(SQLModel, table=True):
     # Truncated HMAC buckets (see `Keyring.blind_index`); NULL once the subject is erased.
     email_index: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
     external_id_index: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    # Full-length keyed HMACs (`records.service.exact_key`) for the uniqueness above; the truncated
+    # buckets cannot be unique. NULL once erased, and on subjects stored before 0007 until
+    # `lethe subjects merge-duplicates` fills them in.
+    email_key: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    external_id_key: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     erased_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))

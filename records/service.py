@@ -6,6 +6,8 @@ Everything takes the caller's session and never commits (STYLE: commit once at t
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Container, Iterable, Iterator, Sequence
@@ -16,6 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy import any_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from records.crypto import (
@@ -55,6 +58,14 @@ class RecordConflictError(ConflictError):
 class SubjectErasedError(ConflictError):
     code = "subject-erased"
     title = "Subject erased"
+
+
+class SubjectIdentityConflictError(ConflictError):
+    """An e-mail or external id already bound otherwise. `detail` names the field, never the
+    value: the caller sent the value, and the problem body must not echo personal data."""
+
+    code = "subject-identity-conflict"
+    title = "Identity conflicts with a stored subject"
 
 
 def normalise_email(email: str) -> str:
@@ -181,6 +192,26 @@ class KeyCache:
 # --- subjects ----------------------------------------------------------------------------------
 
 
+def exact_key(keyring: Keyring, kind: str, value: str) -> str:
+    """The full keyed HMAC of a normalised e-mail or external id, for the unique indexes that
+    make one address one live subject. The truncated blind index cannot be unique (it is meant
+    to collide); this one reveals equality only, and only to whoever holds the key file, which
+    also unwraps every data key."""
+    return hmac.new(
+        keyring.purpose_key(f"subject-key/{kind}/1"), value.encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def _identity_columns(keyring: Keyring, identity: Identity) -> dict[str, Any]:
+    ext = identity.external_id
+    return {
+        "email_index": keyring.blind_index(EMAIL, identity.email),
+        "external_id_index": keyring.blind_index(EXTERNAL_ID, ext) if ext else None,
+        "email_key": exact_key(keyring, EMAIL, identity.email),
+        "external_id_key": exact_key(keyring, EXTERNAL_ID, ext) if ext else None,
+    }
+
+
 @dataclass(frozen=True)
 class NewSubject:
     """Rows of a new subject and its data key, ready for one bulk INSERT each."""
@@ -211,7 +242,10 @@ def new_subject_rows(
     key_id = uuid.uuid4()
     epoch, wrapped = keyring.wrap(plain, key_id=key_id, subject_id=sid)
     identity = Identity(
-        email=email_norm, name=name, external_id=external_id, attributes=attributes or {}
+        email=email_norm,
+        name=name,
+        external_id=external_id.strip() if external_id else None,
+        attributes=attributes or {},
     )
     sealed = seal(
         plain, key_id, canonical_json(identity.to_json()), Binding("subject", sid, "identity", sid)
@@ -221,10 +255,7 @@ def new_subject_rows(
         subject_row={
             "id": sid,
             "identity": sealed,
-            "email_index": keyring.blind_index(EMAIL, email_norm),
-            "external_id_index": (
-                keyring.blind_index(EXTERNAL_ID, external_id.strip()) if external_id else None
-            ),
+            **_identity_columns(keyring, identity),
             "created_at": now,
             "updated_at": now,
             "erased_at": None,
@@ -339,6 +370,7 @@ def find_subjects_by_emails(
     cache: KeyCache | None = None,
     skip: Container[uuid.UUID] = frozenset(),
     not_created_at: datetime | None = None,
+    externals: dict[uuid.UUID, str | None] | None = None,
 ) -> dict[str, list[uuid.UUID]]:
     """Many e-mails at once (bulk import): one query for all their index buckets, then decrypt
     the candidates, except those in `skip` (subjects whose e-mail the caller already knows)
@@ -377,7 +409,273 @@ def find_subjects_by_emails(
         )
         if raw["email"] in wanted:
             found.setdefault(raw["email"], []).append(subject_id)
+            if externals is not None:
+                externals[subject_id] = raw.get("external_id")
     return found
+
+
+def find_subjects_by_external_ids(
+    session: Session,
+    *,
+    keyring: Keyring,
+    external_ids: Iterable[str],
+    cache: KeyCache | None = None,
+    not_created_at: datetime | None = None,
+) -> dict[str, list[tuple[uuid.UUID, str]]]:
+    """Many external ids at once (bulk import): external id → (id, e-mail) of the live
+    subjects that hold it, so an import can refuse one bound to another address."""
+    wanted = {e.strip() for e in external_ids if e and e.strip()}
+    if not wanted:
+        return {}
+    buckets = {keyring.blind_index(EXTERNAL_ID, e) for e in wanted}
+    stmt = select(Subject).where(
+        one_of(session, col(Subject.external_id_index), buckets), col(Subject.erased_at).is_(None)
+    )
+    if not_created_at is not None:
+        stmt = stmt.where(col(Subject.created_at) != not_created_at)
+    stmt = stmt.order_by(col(Subject.created_at), col(Subject.id))
+    cache = cache if cache is not None else KeyCache(keyring)
+    found: dict[str, list[tuple[uuid.UUID, str]]] = {}
+    for subject in session.scalars(stmt).all():
+        if subject.identity is None:
+            continue
+        identity = read_identity(session, keyring=keyring, subject=subject, cache=cache)
+        if identity.external_id in wanted:
+            found.setdefault(identity.external_id, []).append((subject.id, identity.email))
+    return found
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The one live subject of an e-mail: `created` when this call made it, `filled` the
+    identity fields it added to a stored subject (an external id it did not have)."""
+
+    subject: Subject
+    created: bool
+    filled: tuple[str, ...] = ()
+
+
+def _check_compatible(
+    session: Session, *, keyring: Keyring, email: str, external_id: str | None
+) -> tuple[Subject, Identity] | None:
+    """The live subject of `email` (the oldest, where the old ingest made several), or None;
+    a conflict when the e-mail or the external id is bound otherwise."""
+    by_email = find_subjects(session, keyring=keyring, email=email)
+    if by_email and external_id is not None:
+        held = by_email[0][1].external_id
+        if held is not None and held != external_id:
+            raise SubjectIdentityConflictError(
+                "a subject with this e-mail address has another external_id"
+            )
+    if external_id is not None:
+        for _subject, identity in find_subjects(session, keyring=keyring, external_id=external_id):
+            if identity.email != email:
+                raise SubjectIdentityConflictError(
+                    "this external_id belongs to a subject with another e-mail address"
+                )
+    return by_email[0] if by_email else None
+
+
+def resolve_subject(
+    session: Session,
+    *,
+    keyring: Keyring,
+    email: str,
+    name: str | None = None,
+    external_id: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    now: datetime,
+    cache: KeyCache | None = None,
+) -> Resolved:
+    """The live subject of this e-mail, created if there is none: one address, one subject.
+
+    The stored identity is kept as it is (a name or attributes sent again do not overwrite it;
+    rectification does that), except that a missing external id is filled in. A lost race
+    with a concurrent ingest meets the unique index and resolves to the winner.
+    """
+    email_norm = normalise_email(email)
+    ext = external_id.strip() if external_id else None
+    found = _check_compatible(session, keyring=keyring, email=email_norm, external_id=ext)
+    if found is not None:
+        subject, identity = found
+        filled: tuple[str, ...] = ()
+        if ext is not None and identity.external_id is None:
+            identity = Identity(
+                email=identity.email,
+                name=identity.name,
+                external_id=ext,
+                attributes=identity.attributes,
+            )
+            filled = ("external_id",)
+        if filled or subject.email_key is None:
+            set_identity(
+                session, keyring=keyring, subject=subject, identity=identity, now=now, cache=cache
+            )
+        return Resolved(subject=subject, created=False, filled=filled)
+    try:
+        with session.begin_nested():
+            subject = create_subject(
+                session,
+                keyring=keyring,
+                email=email_norm,
+                name=name,
+                external_id=ext,
+                attributes=attributes,
+                now=now,
+                cache=cache,
+            )
+    except IntegrityError:
+        found = _check_compatible(session, keyring=keyring, email=email_norm, external_id=ext)
+        if found is None:
+            raise SubjectIdentityConflictError(
+                "the e-mail address or external_id is bound to another subject"
+            ) from None
+        return Resolved(subject=found[0], created=False)
+    return Resolved(subject=subject, created=True)
+
+
+def set_identity(
+    session: Session,
+    *,
+    keyring: Keyring,
+    subject: Subject,
+    identity: Identity,
+    now: datetime,
+    cache: KeyCache | None = None,
+) -> None:
+    """Seal a new identity on a live subject and recompute its indexes; a conflict when the
+    e-mail or external id is another live subject's."""
+    if subject.erased_at is not None:
+        raise SubjectErasedError(f"subject {subject.id} is erased")
+    email = normalise_email(identity.email)
+    if not email or "@" not in email:
+        raise InvalidInputError("email: not an e-mail address")
+    ext = identity.external_id.strip() if identity.external_id else None
+    identity = Identity(
+        email=email, name=identity.name, external_id=ext, attributes=identity.attributes
+    )
+    for other, _ in find_subjects(session, keyring=keyring, email=email):
+        if other.id != subject.id:
+            raise SubjectIdentityConflictError(
+                "the e-mail address belongs to another data subject"
+            )
+    if ext is not None:
+        for other, _ in find_subjects(session, keyring=keyring, external_id=ext):
+            if other.id != subject.id:
+                raise SubjectIdentityConflictError("the external_id belongs to another subject")
+    cache = cache or KeyCache(keyring)
+    key_id, plain = cache.get(session, subject.id)
+    subject.identity = seal(
+        plain,
+        key_id,
+        canonical_json(identity.to_json()),
+        Binding("subject", subject.id, "identity", subject.id),
+    )
+    for column, value in _identity_columns(keyring, identity).items():
+        setattr(subject, column, value)
+    subject.updated_at = now
+    session.add(subject)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        session.refresh(subject)  # drop the refused change, or the final flush repeats it
+        raise SubjectIdentityConflictError(
+            "the e-mail address or external_id belongs to another subject"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Merged:
+    survivor_id: uuid.UUID
+    merged_ids: tuple[uuid.UUID, ...]
+    records: int
+    # identity fields of a duplicate that disagreed with the survivor's and were not kept
+    dropped_fields: tuple[str, ...] = ()
+
+
+def merge_subjects(
+    session: Session,
+    *,
+    keyring: Keyring,
+    survivor_id: uuid.UUID,
+    duplicate_ids: Sequence[uuid.UUID],
+    now: datetime,
+) -> Merged:
+    """Move the duplicates' records to the survivor and delete the duplicates.
+
+    The associated data of a payload binds its subject, so each payload is re-encrypted under
+    the survivor's data key. The survivor's identity wins; fields it lacks come from the
+    duplicates. Rows of upper layers that name a duplicate (holds, requests) must be re-pointed
+    by the caller first.
+    """
+    cache = KeyCache(keyring)
+    survivor = get_subject(session, survivor_id)
+    identity = read_identity(session, keyring=keyring, subject=survivor, cache=cache)
+    key_id, data_key = cache.get(session, survivor_id)
+    moved = 0
+    dropped: set[str] = set()
+    for dup_id in duplicate_ids:
+        if dup_id == survivor_id:
+            continue
+        dup = get_subject(session, dup_id)
+        if dup.identity is not None:
+            other = read_identity(session, keyring=keyring, subject=dup, cache=cache)
+            if other.external_id and identity.external_id not in (None, other.external_id):
+                dropped.add("external_id")
+            if other.name and identity.name not in (None, other.name):
+                dropped.add("name")
+            identity = Identity(
+                email=identity.email,
+                name=identity.name or other.name,
+                external_id=identity.external_id or other.external_id,
+                attributes={**other.attributes, **identity.attributes},
+            )
+        for batch in iter_record_batches(session, subject_id=dup_id, batch_size=500):
+            for record in batch:
+                if record.payload is not None:
+                    dup_key_id, dup_key = cache.get(session, dup_id)
+                    plain = open_sealed(
+                        dup_key, dup_key_id, record.payload, payload_binding(record.id, dup_id)
+                    )
+                    record.payload = seal(
+                        data_key, key_id, plain, payload_binding(record.id, survivor_id)
+                    )
+                record.subject_id = survivor_id
+                record.updated_at = now
+                session.add(record)
+                moved += 1
+        session.flush()
+        for key in session.scalars(select(DataKey).where(col(DataKey.subject_id) == dup_id)):
+            session.delete(key)
+        session.delete(dup)
+        session.flush()
+        cache.forget(dup_id)
+    # The duplicates are gone, so their e-mail and external id are free for the survivor.
+    set_identity(session, keyring=keyring, subject=survivor, identity=identity, now=now, cache=cache)
+    merged = tuple(d for d in duplicate_ids if d != survivor_id)
+    log.info("records.subject.merged", subject_id=str(survivor_id), merged=len(merged))
+    return Merged(
+        survivor_id=survivor_id,
+        merged_ids=merged,
+        records=moved,
+        dropped_fields=tuple(sorted(dropped)),
+    )
+
+
+def subjects_missing_keys(
+    session: Session, *, after: tuple[datetime, uuid.UUID] | None = None, limit: int = 500
+) -> list[Subject]:
+    """Live subjects stored before 0007 (no exact e-mail key yet), oldest first."""
+    stmt = select(Subject).where(col(Subject.erased_at).is_(None), col(Subject.email_key).is_(None))
+    if after is not None:
+        stmt = stmt.where(
+            (col(Subject.created_at) > after[0])
+            | ((col(Subject.created_at) == after[0]) & (col(Subject.id) > after[1]))
+        )
+    return list(
+        session.scalars(stmt.order_by(col(Subject.created_at), col(Subject.id)).limit(limit)).all()
+    )
 
 
 def destroy_subject_key(session: Session, *, subject_id: uuid.UUID, now: datetime) -> DataKey:
@@ -397,6 +695,8 @@ def destroy_subject_key(session: Session, *, subject_id: uuid.UUID, now: datetim
     subject.identity = None
     subject.email_index = None
     subject.external_id_index = None
+    subject.email_key = None
+    subject.external_id_key = None
     if subject.erased_at is None:
         subject.erased_at = now
     subject.updated_at = now
@@ -774,7 +1074,10 @@ __all__ = [
     "KeyCache",
     "RecordConflictError",
     "RecordNotFoundError",
+    "Merged",
+    "Resolved",
     "SubjectErasedError",
+    "SubjectIdentityConflictError",
     "SubjectNotFoundError",
     "key_id_of",
 ]

@@ -39,6 +39,7 @@ from retention.due import Evaluator, due_of, recompute_for_event
 log = structlog.get_logger(__name__)
 
 SUBJECT_CREATED = "records.subject.created"
+SUBJECT_UPDATED = "records.subject.updated"
 RECORD_INGESTED = "records.record.ingested"
 EVENT_RECORDED = "records.event.recorded"
 KEY_DESTROYED = "records.key.destroyed"
@@ -56,7 +57,16 @@ def _utc(moment: datetime) -> str:
 def create_subject(
     session: Session, *, keyring: Keyring, body: SubjectCreate, actor: str, now: datetime
 ) -> Subject:
-    subject = records.create_subject(
+    """The subject of this e-mail, stored or new (see `resolve_subject`)."""
+    return resolve_subject(session, keyring=keyring, body=body, actor=actor, now=now).subject
+
+
+def resolve_subject(
+    session: Session, *, keyring: Keyring, body: SubjectCreate, actor: str, now: datetime
+) -> records.Resolved:
+    """The subject of this e-mail: the stored one when there is one (one address, one subject),
+    else a new one; `SubjectIdentityConflictError` (409) when the external id disagrees."""
+    resolved = records.resolve_subject(
         session,
         keyring=keyring,
         email=body.email,
@@ -65,15 +75,27 @@ def create_subject(
         attributes=body.attributes,
         now=now,
     )
-    audit.append(
-        session,
-        action=SUBJECT_CREATED,
-        actor=actor,
-        now=now,
-        subject_id=subject.id,
-        target=f"subject:{subject.id}",
-    )
-    return subject
+    subject = resolved.subject
+    if resolved.created:
+        audit.append(
+            session,
+            action=SUBJECT_CREATED,
+            actor=actor,
+            now=now,
+            subject_id=subject.id,
+            target=f"subject:{subject.id}",
+        )
+    elif resolved.filled:
+        audit.append(
+            session,
+            action=SUBJECT_UPDATED,
+            actor=actor,
+            now=now,
+            subject_id=subject.id,
+            target=f"subject:{subject.id}",
+            details={"fields": list(resolved.filled)},
+        )
+    return resolved
 
 
 def erase_subject_key(
@@ -331,6 +353,10 @@ class ImportState:
         self.trimmed = False
         # e-mail → stored subjects found by the batch's prefetch, not yet used by a line
         self.matches: dict[str, list[uuid.UUID]] = {}
+        # One external id is one subject too: who holds it, and what each known subject holds.
+        self.subject_by_external: dict[str, uuid.UUID] = {}
+        self.external_of: dict[uuid.UUID, str | None] = {}
+        self.external_matches: dict[str, list[tuple[uuid.UUID, str]]] = {}
         self.cache = records.KeyCache(keyring)
 
     def rebind(self, session: Session) -> None:
@@ -347,10 +373,13 @@ class ImportState:
         if len(self.subject_by_email) > limit:
             self.subject_by_email.clear()
             self.known_ids.clear()
+            self.subject_by_external.clear()
+            self.external_of.clear()
             self.trimmed = True
         if len(self.cache) > limit // 4:
             self.cache = records.KeyCache(self.keyring)
         self.matches.clear()
+        self.external_matches.clear()
         self.evaluator.trim(limit)
 
 
@@ -536,6 +565,21 @@ def import_batch(
             skip=state.known_ids,
             # Every subject this run created (at `state.now`) is in its memory until a trim.
             not_created_at=None if state.trimmed else state.now,
+            externals=state.external_of,
+        )
+    )
+    state.external_matches.update(
+        records.find_subjects_by_external_ids(
+            session,
+            keyring=keyring,
+            external_ids={
+                p.subject.external_id.strip()
+                for _, p, _, _, _ in fresh
+                if p.subject is not None and p.subject.external_id
+            }
+            - state.subject_by_external.keys(),
+            cache=state.cache,
+            not_created_at=None if state.trimmed else state.now,
         )
     )
     state.cache.prefetch(session, [s for s, erased in by_id.items() if not erased])
@@ -670,16 +714,32 @@ def _resolve_inline_subject(
     new_keys: list[dict[str, Any]],
     new_subject_ids: list[uuid.UUID],
 ) -> uuid.UUID:
+    """One address is one subject: the stored (oldest) subject of the e-mail, or a new one. A
+    line whose external id disagrees with the stored identity fails; an external id missing
+    on the stored subject is not filled in here (POST /v1/subjects does that, audited)."""
     email = records.normalise_email(subject.email)
+    ext = subject.external_id.strip() if subject.external_id else None
     known = state.subject_by_email.get(email)
+    if known is None and state.matches.get(email):
+        known = state.matches[email][0]
+    if ext is not None:
+        owner = state.subject_by_external.get(ext)
+        owners = [owner] if owner is not None else []
+        owners += [sid for sid, mail in state.external_matches.get(ext, []) if mail != email]
+        if any(o != known for o in owners):
+            raise LineFailure(
+                "subject.external_id", "belongs to a subject with another e-mail address"
+            )
     if known is not None:
+        held = state.external_of.get(known)
+        if ext is not None and held is not None and held != ext:
+            raise LineFailure(
+                "subject.external_id", "the subject with this e-mail has another external_id"
+            )
+        state.remember(email, known)
+        if held is not None:
+            state.subject_by_external[held] = known
         return known
-    found = state.matches.get(email, [])
-    if len(found) > 1:
-        raise LineFailure("subject.email", "several subjects have this e-mail; give subject_id")
-    if found:
-        state.remember(email, found[0])
-        return found[0]
     new = records.new_subject_rows(
         state.keyring,
         email=email,
@@ -692,5 +752,8 @@ def _resolve_inline_subject(
     new_keys.append(new.key_row)
     new_subject_ids.append(new.id)
     state.remember(email, new.id)
+    state.external_of[new.id] = ext
+    if ext is not None:
+        state.subject_by_external[ext] = new.id
     state.cache.put(new.id, new.key_id, new.data_key)
     return new.id

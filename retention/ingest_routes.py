@@ -52,14 +52,28 @@ def _line_schema() -> dict[str, object]:
     return schema
 
 
-@router.post("/subjects", status_code=201)
+@router.post(
+    "/subjects",
+    status_code=201,
+    responses={
+        200: {"description": "a live subject already has this e-mail address: its id"},
+        409: {"description": "the e-mail or external_id is bound to another identity"},
+    },
+)
 def create_subject(
-    body: SubjectCreate, request: Request, session: SessionDep, now: NowDep, actor: Writer
+    body: SubjectCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    now: NowDep,
+    actor: Writer,
 ) -> SubjectCreated:
-    subject = ingest.create_subject(
+    resolved = ingest.resolve_subject(
         session, keyring=_keyring(request), body=body, actor=actor.ref, now=now
     )
-    return SubjectCreated(id=subject.id)
+    if not resolved.created:
+        response.status_code = 200
+    return SubjectCreated(id=resolved.subject.id)
 
 
 @router.post(
