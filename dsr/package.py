@@ -30,7 +30,7 @@ from dsr.service import EDPS_NOTE, DsrConfig
 from records import crypto
 from records import service as records
 from records.db import new_session
-from records.models import PersonalRecord
+from records.models import PersonalRecord, Subject
 
 BATCH = 500
 RIGHTS_TEXT = (
@@ -214,7 +214,19 @@ def _items(session: Session, config: DsrConfig, plan: Plan) -> Iterator[dict[str
             return
 
 
-def _header(session: Session, plan: Plan, now: datetime) -> dict[str, Any]:
+def _identity(session: Session, config: DsrConfig, plan: Plan) -> dict[str, Any] | None:
+    """The subject's own identity as held (decrypted): it is personal data too (Art. 17)."""
+    subject = session.get(Subject, plan.subject_id)
+    if subject is None or subject.identity is None:
+        return None
+    try:
+        identity = records.read_identity(session, keyring=config.keyring, subject=subject)
+    except crypto.KeyDestroyedError:
+        return None
+    return identity.to_json()
+
+
+def _header(session: Session, config: DsrConfig, plan: Plan, now: datetime) -> dict[str, Any]:
     cache = PolicyCache(session)
     processing = []
     for reference in plan.policies:
@@ -227,6 +239,7 @@ def _header(session: Session, plan: Plan, now: datetime) -> dict[str, Any]:
         "type": plan.kind,
         "generated_at": now.isoformat(),
         "subject_id": str(plan.subject_id),
+        "identity": _identity(session, config, plan),
         "record_count": plan.count,
         "processing": processing,
         "your_rights": RIGHTS_TEXT,
@@ -237,7 +250,7 @@ def _header(session: Session, plan: Plan, now: datetime) -> dict[str, Any]:
 def render(engine: Engine, *, config: DsrConfig, plan: Plan, now: datetime) -> Iterator[bytes]:
     """The package in `plan.format`, produced batch by batch in its own read session."""
     with new_session(engine) as session:
-        header = _header(session, plan, now)
+        header = _header(session, config, plan, now)
         items = _items(session, config, plan)
         if plan.format == "json":
             head = json.dumps(header, ensure_ascii=False)
@@ -248,20 +261,22 @@ def render(engine: Engine, *, config: DsrConfig, plan: Plan, now: datetime) -> I
                 first = False
             yield b"]}"
         elif plan.format == "csv":
-            yield from _csv(items)
+            yield from _csv(items, header["identity"])
         else:
             template = _env.get_template("package.html")
             for chunk in template.generate(header=header, records=items):
                 yield chunk.encode()
 
 
-def _csv(items: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    """One row per field: records of any shape fit one table."""
+def _csv(items: Iterator[dict[str, Any]], identity: dict[str, Any] | None) -> Iterator[bytes]:
+    """One row per field: records of any shape fit one table; the identity comes first."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(
         ["record_id", "policy", "category", "context", "collected_at", "field", "value"]
     )
+    for field, value in _identity_fields(identity):
+        writer.writerow(["", "", "identity", "", "", field, value])
     for item in items:
         for field, value in sorted((item["data"] or {}).items()):
             text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
@@ -281,3 +296,14 @@ def _csv(items: Iterator[dict[str, Any]]) -> Iterator[bytes]:
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue().encode()
+
+
+def _identity_fields(identity: dict[str, Any] | None) -> Iterator[tuple[str, str]]:
+    if identity is None:
+        return
+    for key in ("email", "name", "external_id"):
+        if identity.get(key) is not None:
+            yield key, str(identity[key])
+    for key, value in sorted((identity.get("attributes") or {}).items()):
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        yield f"attributes.{key}", text

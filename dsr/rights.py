@@ -6,6 +6,7 @@ The audit trail gets record ids, field names, hold ids and grounds; never values
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlmodel import Session, col
 
 from audit_log import service as audit
+from dsr import identity as person
 from dsr import otp
 from dsr import service as svc
 from dsr.errors import InvalidRequestError, NotificationError, RequestStateError
@@ -40,6 +42,7 @@ from retention.models import LegalHold
 log = structlog.get_logger(__name__)
 
 BATCH = 500
+_EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 ART_20_A = "Art. 20(1)(a)"  # accuracy contested
 ART_20_D = "Art. 20(1)(d)"  # objection pending verification
 PORTABILITY_NA = (
@@ -240,6 +243,12 @@ def process(
             ),
             now=now,
         )
+    # One person, one subject: duplicates the old ingest made are merged in first, so the
+    # request covers all of them (and an erasure cannot say "completed" while one remains).
+    request.subject_id = person.whole_person(
+        session, keyring=config.keyring, subject_id=request.subject_id, actor=actor.ref, now=now
+    )
+    session.add(request)
     handler = {
         RequestType.access: _access,
         RequestType.portability: _portability,
@@ -368,6 +377,105 @@ def _parse_ground(ground: str | None) -> tuple[str, set[str] | None]:
     return head.strip(), fields
 
 
+IDENTITY_FIELDS = ("name", "email", "external_id")
+ATTRIBUTE_PREFIX = "attributes."
+
+
+def _rectify_identity(
+    session: Session,
+    *,
+    config: DsrConfig,
+    request: DsrRequest,
+    changes: dict[str, Any],
+    actor: Actor,
+    now: datetime,
+) -> tuple[set[str], list[dict[str, Any]]]:
+    """Rectify the identity on file (`name`, `email`, `external_id`, `attributes.<key>`; null
+    removes an attribute): the sealed identity and its indexes change together. An address or
+    external id held by another subject is refused, since one address is one subject; the
+    refusal's reason stays in the staff view, so nothing about that other person reaches the
+    requester. Returns (fields changed, refusals)."""
+    assert request.subject_id is not None
+    wanted = {
+        k: v for k, v in changes.items() if k in IDENTITY_FIELDS or k.startswith(ATTRIBUTE_PREFIX)
+    }
+    if not wanted:
+        return set(), []
+    subject = records.get_subject(session, request.subject_id)
+    current = records.read_identity(session, keyring=config.keyring, subject=subject)
+    refused: list[dict[str, Any]] = []
+    email, name, external_id = current.email, current.name, current.external_id
+    attributes = dict(current.attributes)
+    done: set[str] = set()
+    for key, value in sorted(wanted.items()):
+        if key == "email":
+            if not isinstance(value, str) or _EMAIL_SHAPE.fullmatch(value.strip()) is None:
+                refused.append({"field": key, "reason": "not an e-mail address"})
+                continue
+            email = records.normalise_email(value)
+        elif key in ("name", "external_id"):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                refused.append({"field": key, "reason": "must be text"})
+                continue
+            if key == "name":
+                name = value.strip() if value else None
+            else:
+                external_id = value.strip() if value else None
+        else:
+            attr = key[len(ATTRIBUTE_PREFIX) :]
+            if not attr:
+                refused.append({"field": key, "reason": "no attribute named"})
+                continue
+            if value is None:
+                attributes.pop(attr, None)
+            else:
+                attributes[attr] = value
+        done.add(key)
+    if not done:
+        return set(), refused
+    target = records.Identity(
+        email=email, name=name, external_id=external_id, attributes=attributes
+    )
+    try:
+        records.set_identity(
+            session, keyring=config.keyring, subject=subject, identity=target, now=now
+        )
+    except records.SubjectIdentityConflictError:
+        # Only the fields that clash are refused; retry with the rest.
+        clash = {"email"} if email != current.email else set()
+        if external_id != current.external_id:
+            clash.add("external_id")
+        refused += [
+            {"field": f, "reason": "held by another data subject"} for f in sorted(clash & done)
+        ]
+        done -= clash
+        target = records.Identity(
+            email=current.email if "email" in clash else email,
+            name=name,
+            external_id=current.external_id if "external_id" in clash else external_id,
+            attributes=attributes,
+        )
+        if not done:
+            return set(), refused
+        try:
+            records.set_identity(
+                session, keyring=config.keyring, subject=subject, identity=target, now=now
+            )
+        except records.SubjectIdentityConflictError:
+            refused += [{"field": f, "reason": "held by another data subject"} for f in done]
+            return set(), refused
+    audit.append(
+        session,
+        action="dsr.subject.rectified",
+        actor=actor.ref,
+        now=now,
+        subject_id=subject.id,
+        target=f"subject:{subject.id}",
+        details={"fields": sorted(done), "request": str(request.id)},
+    )
+    return done, refused
+
+
 def _rectification(
     session: Session, *, config: DsrConfig, request: DsrRequest, actor: Actor, now: datetime
 ) -> DsrRequest:
@@ -385,10 +493,13 @@ def _rectification(
         if not isinstance(value, dict):
             raise InvalidRequestError("changes for a record id must be an object of fields")
         per_record[key] = value
+    identity_done, identity_refused = _rectify_identity(
+        session, config=config, request=request, changes=everywhere, actor=actor, now=now
+    )
     cache = records.KeyCache(config.keyring)
     cache.get(session, request.subject_id)  # warm: an empty KeyCache is falsy
     rectified: list[uuid.UUID] = []
-    fields_done: set[str] = set()
+    fields_done: set[str] = set(identity_done)
     refused: list[dict[str, Any]] = []
     for batch in _batches(session, request.subject_id):
         for record in batch:
@@ -436,7 +547,7 @@ def _rectification(
                 target=f"personal_record:{record.id}",
                 details={"fields": sorted(applicable), "request": str(request.id)},
             )
-    unknown_fields = sorted(set(everywhere) - fields_done)
+    unknown_fields = sorted(set(everywhere) - fields_done - {r["field"] for r in identity_refused})
     unknown_records = sorted(per_record)
     notify_recipients(
         session,
@@ -447,20 +558,23 @@ def _rectification(
         fields=sorted(fields_done),
         now=now,
     )
-    problems = bool(refused or unknown_fields or unknown_records)
+    problems = bool(refused or identity_refused or unknown_fields or unknown_records)
+    changed = bool(rectified or identity_done)
     outcome = (
         RequestStatus.completed
-        if rectified and not problems
+        if changed and not problems
         else RequestStatus.partial
-        if rectified
+        if changed
         else RequestStatus.rejected
     )
     details: dict[str, Any] = {
         "records_rectified": len(rectified),
         "fields": sorted(fields_done),
     }
-    if refused:
-        details["refused"] = refused
+    if identity_done:
+        details["identity_fields"] = sorted(identity_done)
+    if refused or identity_refused:
+        details["refused"] = refused + identity_refused
     if unknown_fields:
         details["unknown_fields"] = unknown_fields
     if unknown_records:
@@ -479,6 +593,18 @@ def _rectification(
         message=(
             f"Your rectification request {request.id}: {len(rectified)} record(s) corrected "
             f"(fields: {', '.join(sorted(fields_done)) or 'none'}).\n"
+            + (
+                f"Your identity on file corrected: {', '.join(sorted(identity_done))}.\n"
+                if identity_done
+                else ""
+            )
+            + (
+                "Not corrected automatically: "
+                f"{', '.join(sorted(r['field'] for r in identity_refused))}; the controller "
+                "will contact you.\n"
+                if identity_refused
+                else ""
+            )
             + (f"Not corrected: {len(refused)} restricted record(s).\n" if refused else "")
             + (f"Fields we do not hold: {', '.join(unknown_fields)}.\n" if unknown_fields else "")
             + f"\n{EDPS_NOTE}\n"

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import enum
+import json
 import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, field_validator
 
 from dsr.models import RequestType
+from records.types import Instant, JsonObject, SafeStr
+
+# A rectification names a few fields; each new value is a field, not a document.
+MAX_CHANGES = 200
+MAX_CHANGE_VALUE = 10_000
 
 
 class RejectionGround(enum.StrEnum):
@@ -24,11 +30,24 @@ class RequestCreate(BaseModel):
 
     type: RequestType
     email: EmailStr = Field(max_length=320)
-    details: str | None = Field(default=None, max_length=4000)
+    details: SafeStr | None = Field(default=None, max_length=4000)
     # rectification: {record_id: {field: new value}} or {field: new value} for every record
-    changes: dict[str, Any] | None = None
+    changes: JsonObject | None = Field(default=None, max_length=MAX_CHANGES)
     # staff intake only: the controller established the requester's identity otherwise
-    identity_verified: bool = False
+    identity_verified: StrictBool = False
+
+    @field_validator("changes")
+    @classmethod
+    def _bounded_changes(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key, item in (value or {}).items():
+            if len(key) > 200:
+                raise ValueError("a field name is at most 200 characters")
+            for inner in item.values() if isinstance(item, dict) else [item]:
+                if len(json.dumps(inner)) > MAX_CHANGE_VALUE:
+                    raise ValueError(f"a new value is at most {MAX_CHANGE_VALUE} bytes of JSON")
+            if isinstance(item, dict) and len(item) > MAX_CHANGES:
+                raise ValueError(f"at most {MAX_CHANGES} fields a record")
+        return value
 
 
 class RequestReceipt(BaseModel):
@@ -40,7 +59,7 @@ class RequestReceipt(BaseModel):
 
 class VerifyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: str = Field(min_length=1, max_length=20)
+    code: SafeStr = Field(min_length=1, max_length=20)
 
 
 class StatusRead(BaseModel):
@@ -89,12 +108,12 @@ class RequestRead(BaseModel):
 class ExtendBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     months: Literal[1, 2]
-    reason: str = Field(min_length=3, max_length=2000)
+    reason: SafeStr = Field(min_length=3, max_length=2000)
 
 
 class RejectBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=3, max_length=2000)
+    reason: SafeStr = Field(min_length=3, max_length=2000)
     ground: RejectionGround
 
 
@@ -102,17 +121,17 @@ class ProcessBody(BaseModel):
     """Optional: for an objection, the controller's assessment (`upheld`) once made."""
 
     model_config = ConfigDict(extra="forbid")
-    upheld: bool | None = None
-    reason: str | None = Field(default=None, max_length=2000)
+    upheld: StrictBool | None = None
+    reason: SafeStr | None = Field(default=None, max_length=2000)
 
 
 class DisclosureCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     record_ids: list[uuid.UUID] = Field(min_length=1, max_length=10_000)
-    recipient: str = Field(min_length=1, max_length=200)
+    recipient: SafeStr = Field(min_length=1, max_length=200)
     channel: Literal["email", "webhook"] | None = None
-    address: str | None = Field(default=None, max_length=500)
-    disclosed_at: AwareDatetime | None = None
+    address: SafeStr | None = Field(default=None, max_length=500)
+    disclosed_at: Instant | None = None
 
 
 class DisclosureRead(BaseModel):

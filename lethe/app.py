@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from audit_log import routes as audit_routes
 from dsr import routes as dsr_routes
-from lethe import auth
+from lethe import auth, console
 from lethe.errors import install_error_handlers, problem
 from lethe.logging import configure_logging
 from lethe.observability import HttpMetrics, install_request_middleware
@@ -96,4 +96,5 @@ def create_app(settings: Settings | None = None, *, wiring: Wiring | None = None
         dsr_routes.router,
     ):
         app.include_router(router)
+    console.install(app)  # the staff console (/console) and the privacy centre (/privacy)
     return app

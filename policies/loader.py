@@ -21,8 +21,11 @@ from pydantic import ValidationError
 
 from policies.document import CROSS_REFERENCE_SEPARATOR, PolicyDocument
 from policies.errors import PolicyFileError
+from records.types import json_problem
 
 MAX_BYTES = 1_000_000
+# A policy file nests a handful of levels; the composer recurses once per level.
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -113,11 +116,18 @@ def parse_policy(text: str, *, source: str = "<policy>") -> ParsedPolicy:
     if len(text.encode("utf-8")) > MAX_BYTES:
         _raise([_located(source, None, "", f"file larger than {MAX_BYTES} bytes")])
     try:
+        depth = 0
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1 if event.start_mark is not None else None
             if isinstance(event, yaml.AliasEvent):
                 # An alias can expand exponentially when validated ("billion laughs").
-                line = event.start_mark.line + 1 if event.start_mark is not None else None
                 _raise([_located(source, line, "", "YAML aliases (*name) are not allowed")])
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    _raise([_located(source, line, "", f"nested deeper than {MAX_DEPTH} levels")])
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -128,6 +138,10 @@ def parse_policy(text: str, *, source: str = "<policy>") -> ParsedPolicy:
         _raise([_located(source, None, "", "not valid YAML")])
     if root is None or not isinstance(data, dict):
         _raise([_located(source, 1, "", "a policy file is a YAML mapping (key: value)")])
+    # Escapes (`"\0"`, `"\ud800"`) and `.nan` reach what is stored and exported as JSON.
+    unsafe = json_problem(data, max_depth=MAX_DEPTH)
+    if unsafe is not None:
+        _raise([_located(source, None, "", unsafe)])
     duplicates = _check_duplicates(root, source)
     if duplicates:
         _raise(duplicates)

@@ -1,6 +1,8 @@
 """API shapes of subjects, records, events and imports (API.md "Subjects, records, events").
 
-Timestamps are `AwareDatetime`: a naive timestamp is a 422, never silently read as UTC.
+Inputs use the strict types of `records.types`: timestamps are RFC 3339 with an offset (a naive
+one, a Unix number or a year 9999 is a 422, never silently read as UTC), text refuses NUL and lone
+surrogates, free-form objects are checked recursively.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from records.types import Instant, JsonObject, SafeStr
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
@@ -20,10 +24,10 @@ class _In(BaseModel):
 
 
 class SubjectCreate(_In):
-    email: str = Field(min_length=3, max_length=320)
-    name: str | None = Field(default=None, max_length=500)
-    external_id: str | None = Field(default=None, min_length=1, max_length=200)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    email: SafeStr = Field(min_length=3, max_length=320)
+    name: SafeStr | None = Field(default=None, max_length=500)
+    external_id: SafeStr | None = Field(default=None, min_length=1, max_length=200)
+    attributes: JsonObject = Field(default_factory=dict)
 
     @field_validator("email")
     @classmethod
@@ -50,14 +54,14 @@ class RecordBody(_In):
     """The fields of a record common to the API and the import lines."""
 
     id: uuid.UUID | None = None
-    policy: str = Field(min_length=1, max_length=100)
-    category: str = Field(min_length=1, max_length=100)
-    subject_category: str | None = Field(default=None, max_length=100)
-    context: str | None = Field(default=None, max_length=200)
-    outcome: str | None = Field(default=None, max_length=100)
-    source: str | None = Field(default=None, max_length=100)
-    collected_at: AwareDatetime
-    payload: dict[str, Any]
+    policy: SafeStr = Field(min_length=1, max_length=100)
+    category: SafeStr = Field(min_length=1, max_length=100)
+    subject_category: SafeStr | None = Field(default=None, max_length=100)
+    context: SafeStr | None = Field(default=None, max_length=200)
+    outcome: SafeStr | None = Field(default=None, max_length=100)
+    source: SafeStr | None = Field(default=None, max_length=100)
+    collected_at: Instant
+    payload: JsonObject
 
 
 class RecordCreate(RecordBody):
@@ -106,9 +110,9 @@ class RecordRead(BaseModel):
 
 
 class EventCreate(_In):
-    type: str = Field(min_length=1, max_length=100)
-    context: str = Field(min_length=1, max_length=200)
-    occurred_at: AwareDatetime
+    type: SafeStr = Field(min_length=1, max_length=100)
+    context: SafeStr = Field(min_length=1, max_length=200)
+    occurred_at: Instant
 
 
 class EventCreated(BaseModel):

@@ -641,6 +641,8 @@ def _destroy_emptied_keys(
             identity=None,
             email_index=None,
             external_id_index=None,
+            email_key=None,
+            external_id_key=None,
             erased_at=func.coalesce(subjects.c.erased_at, literal(now, UTCDateTime())),
             updated_at=now,
         )

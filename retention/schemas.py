@@ -6,15 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from records.types import SafeStr
 
 
 class HoldScopeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     subject_id: uuid.UUID | None = None
-    policy: str | None = Field(default=None, max_length=200)
-    context: str | None = Field(default=None, max_length=200)
+    policy: SafeStr | None = Field(default=None, max_length=200)
+    context: SafeStr | None = Field(default=None, max_length=200)
     record_id: uuid.UUID | None = None
 
 
@@ -29,7 +31,7 @@ class HoldCreate(BaseModel):
 class HoldRelease(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: SafeStr = Field(min_length=1, max_length=2000)
 
 
 class HoldRead(BaseModel):
@@ -48,7 +50,7 @@ class HoldRead(BaseModel):
 class PurgeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dry_run: bool = False
+    dry_run: StrictBool = False
 
 
 class PurgeCounts(BaseModel):

@@ -10,6 +10,7 @@ from lethe.cli import policies as policies_cli
 from lethe.cli import records as records_cli
 from lethe.cli import requests as requests_cli
 from lethe.cli import retention as retention_cli
+from lethe.cli import subjects as subjects_cli
 
 app = typer.Typer(
     name="lethe",
@@ -23,6 +24,7 @@ records_cli.register(app)
 audit_cli.register(app)
 retention_cli.register(app)
 requests_cli.register(app)
+subjects_cli.register(app)
 
 
 def main() -> None:

@@ -197,7 +197,8 @@ def test_rectification_of_contested_fields_on_a_restricted_record_is_allowed(
         record.restriction_ground = "Art. 20(1)(a) [cv]"
     rid = file_and_verify(client, engine, "rectification", changes={"cv": "corrected"})
     assert process(client, rid, auth_headers("controller"))["outcome"] == "completed"
-    rid2 = file_and_verify(client, engine, "rectification", changes={"name": "Other"})
+    # a payload field that is not contested (`name` would now also rectify the identity)
+    rid2 = file_and_verify(client, engine, "rectification", changes={"n": 7})
     assert process(client, rid2, auth_headers("controller"))["outcome"] == "rejected"
 
 

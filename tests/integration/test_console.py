@@ -1,0 +1,340 @@
+"""The staff console and the privacy centre over plain HTTP: who may see what, the session
+cookie, CSRF on every form, and no personal data in what is written."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from audit_log.models import AuditEntry
+from dsr.models import DsrRequest, NotificationOutbox
+from lethe import auth
+from lethe.app import create_app
+from lethe.console import session as console_session
+from lethe.settings import Settings
+from policies import service as policies
+from policies.loader import registry_dir
+from records.db import unit_of_work, utc_now
+
+CANARY_EMAIL = "console.canary-7f3a@example.org"
+
+
+@pytest.fixture
+def web(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def registry(engine: Engine) -> None:
+    with unit_of_work(engine) as s:
+        policies.load_policy_file(
+            s, path_or_text=registry_dir() / "DPR-EC-01488.yaml", actor="test", now=utc_now()
+        )
+
+
+def _key(engine: Engine, role: str) -> str:
+    with unit_of_work(engine) as s:
+        _, key = auth.create_key(s, role=role, name=f"console-{role}", now=utc_now())
+    return key
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no CSRF token"
+    return found.group(1)
+
+
+def _sign_in(web: TestClient, engine: Engine, role: str) -> Any:
+    page = web.get("/console/sign-in")
+    return web.post(
+        "/console/sign-in",
+        data={"api_key": _key(engine, role), "csrf_token": _csrf(page.text), "next": "/console"},
+        follow_redirects=False,
+    )
+
+
+def test_console_without_a_session_redirects_to_sign_in(web: TestClient) -> None:
+    for path in ("/console", "/console/requests", "/console/holds", "/console/audit"):
+        response = web.get(path, follow_redirects=False)
+        assert response.status_code == 303, path
+        assert response.headers["location"].startswith("/console/sign-in?next=")
+
+
+def test_sign_in_sets_a_strict_httponly_cookie_without_the_key(
+    web: TestClient, engine: Engine
+) -> None:
+    page = web.get("/console/sign-in")
+    key = _key(engine, "dpo")
+    response = web.post(
+        "/console/sign-in",
+        data={"api_key": key, "csrf_token": _csrf(page.text)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    cookie = next(
+        h for h in response.headers.get_list("set-cookie") if h.startswith("lethe_console=")
+    )
+    attributes = cookie.lower()
+    assert "httponly" in attributes
+    assert "samesite=strict" in attributes
+    assert "secure" not in attributes  # the base URL is http://127.0.0.1
+    assert key not in cookie
+    assert key.split("_")[2] not in cookie
+    assert web.get("/console").status_code == 200
+
+
+def test_cookie_is_secure_when_the_public_base_url_is_https(
+    settings: Settings, engine: Engine
+) -> None:
+    secure = settings.model_copy(update={"public_base_url": "https://lethe.example.org"})
+    with TestClient(create_app(secure), base_url="https://testserver") as web:
+        response = _sign_in(web, engine, "dpo")
+    cookie = next(
+        h for h in response.headers.get_list("set-cookie") if h.startswith("lethe_console=")
+    )
+    assert "secure" in cookie.lower()
+
+
+def test_a_wrong_key_does_not_sign_in(web: TestClient) -> None:
+    page = web.get("/console/sign-in")
+    response = web.post(
+        "/console/sign-in",
+        data={"api_key": "lethe_nope_nope", "csrf_token": _csrf(page.text)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 401
+    assert "lethe_console=" not in response.headers.get("set-cookie", "")
+    assert web.get("/console", follow_redirects=False).status_code == 303
+
+
+def test_sign_in_without_the_csrf_token_is_refused(web: TestClient, engine: Engine) -> None:
+    web.get("/console/sign-in")
+    response = web.post(
+        "/console/sign-in", data={"api_key": _key(engine, "dpo")}, follow_redirects=False
+    )
+    assert response.status_code == 403
+    assert web.get("/console", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.usefixtures("registry")
+def test_a_post_without_the_csrf_token_is_refused(web: TestClient, engine: Engine) -> None:
+    assert _sign_in(web, engine, "dpo").status_code == 303
+    form = {"scope_kind": "policy", "scope_value": "DPR-EC-01488", "reason": "litigation"}
+    refused = web.post("/console/holds", data=form, follow_redirects=False)
+    assert refused.status_code == 403
+    forged = web.post(
+        "/console/holds", data={**form, "csrf_token": "forged"}, follow_redirects=False
+    )
+    assert forged.status_code == 403
+    page = web.get("/console/holds")
+    assert "No active hold." in page.text
+    placed = web.post(
+        "/console/holds", data={**form, "csrf_token": _csrf(page.text)}, follow_redirects=False
+    )
+    assert placed.status_code == 303
+    after = web.get("/console/holds").text
+    assert "Legal hold placed." in after
+    assert "litigation" in after
+
+
+def test_the_csrf_token_of_one_session_does_not_serve_another(
+    settings: Settings, engine: Engine
+) -> None:
+    app = create_app(settings)
+    with TestClient(app) as first, TestClient(app) as second:
+        _sign_in(first, engine, "dpo")
+        _sign_in(second, engine, "dpo")
+        token = _csrf(first.get("/console/holds").text)
+        response = second.post(
+            "/console/holds",
+            data={"scope_kind": "policy", "scope_value": "X", "reason": "r", "csrf_token": token},
+            follow_redirects=False,
+        )
+    assert response.status_code == 403
+
+
+REQUESTS, HOLDS, AUDIT = "/console/requests", "/console/holds", "/console/audit"
+PURGES, RETENTION, POLICIES = "/console/purges", "/console/retention", "/console/policies"
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed", "forbidden", "hidden_links"),
+    [
+        ("controller", [REQUESTS, HOLDS], [AUDIT, PURGES, RETENTION], [AUDIT]),
+        ("auditor", [AUDIT, PURGES, RETENTION], [REQUESTS, HOLDS], [REQUESTS]),
+        ("ingest", [POLICIES], [REQUESTS, AUDIT], [REQUESTS, AUDIT]),
+        ("dpo", [REQUESTS, HOLDS, AUDIT, PURGES, RETENTION, POLICIES], [], []),
+    ],
+)
+def test_the_role_decides_what_is_shown_and_allowed(
+    web: TestClient,
+    engine: Engine,
+    role: str,
+    allowed: list[str],
+    forbidden: list[str],
+    hidden_links: list[str],
+) -> None:
+    _sign_in(web, engine, role)
+    home = web.get("/console").text
+    for path in allowed:
+        assert web.get(path).status_code == 200, path
+    for path in forbidden:
+        assert web.get(path, follow_redirects=False).status_code == 403, path
+    for path in hidden_links:
+        assert f'href="{path}"' not in home
+
+
+def test_a_controller_cannot_place_a_hold(web: TestClient, engine: Engine) -> None:
+    _sign_in(web, engine, "controller")
+    page = web.get("/console/holds").text
+    assert 'action="/console/holds"' not in page  # the form is not shown
+    response = web.post(
+        "/console/holds",
+        data={"scope_kind": "policy", "scope_value": "X", "reason": "r", "csrf_token": _csrf(page)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 403
+
+
+def test_a_revoked_key_ends_its_session(web: TestClient, engine: Engine) -> None:
+    _sign_in(web, engine, "dpo")
+    assert web.get("/console", follow_redirects=False).status_code == 200
+    from lethe.models import ApiKey
+
+    with unit_of_work(engine) as s:
+        for row in s.exec(select(ApiKey)).scalars():  # type: ignore[call-overload]
+            row.revoked_at = utc_now()
+            s.add(row)
+    assert web.get("/console", follow_redirects=False).status_code == 303
+
+
+def test_a_tampered_or_expired_session_cookie_is_refused(web: TestClient, engine: Engine) -> None:
+    _sign_in(web, engine, "auditor")
+    cookie = web.cookies["lethe_console"]
+    payload, mac = cookie.split(".")
+    claims = console_session._unb64(payload).replace(b'"auditor"', b'"dpo"')
+    web.cookies.clear()
+    web.cookies.set("lethe_console", f"{console_session._b64(claims)}.{mac}")
+    assert web.get("/console", follow_redirects=False).status_code == 303
+    web.cookies.clear()
+    web.cookies.set("lethe_console", cookie)
+    assert web.get("/console").status_code == 200
+    later = utc_now() + console_session.SESSION_TTL + timedelta(minutes=1)
+    from freezegun import freeze_time
+
+    with freeze_time(later):
+        assert web.get("/console", follow_redirects=False).status_code == 303
+
+
+def test_sign_out_clears_the_session(web: TestClient, engine: Engine) -> None:
+    _sign_in(web, engine, "dpo")
+    page = web.get("/console").text
+    out = web.post("/console/sign-out", data={"csrf_token": _csrf(page)}, follow_redirects=False)
+    assert out.status_code == 303
+    assert (
+        'lethe_console=""' in out.headers["set-cookie"] or "Max-Age=0" in out.headers["set-cookie"]
+    )
+    assert web.get("/console", follow_redirects=False).status_code == 303
+
+
+def _flatten(routes: list[Any]) -> Iterator[APIRoute]:
+    """Routes of the app and of its included routers (FastAPI keeps those as one item each)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):
+            yield from _flatten(list(route.original_router.routes))
+
+
+def test_console_and_privacy_routes_declare_their_access(settings: Settings) -> None:
+    from tests.integration.test_service import _declares_access
+
+    app = create_app(settings)
+    pages = [r for r in _flatten(list(app.routes)) if r.path.startswith(("/console", "/privacy"))]
+    assert len(pages) > 20
+    assert [r.path for r in pages if not _declares_access(r)] == []
+
+
+def test_privacy_centre_files_and_verifies_without_personal_data_in_the_trail(
+    web: TestClient, engine: Engine, session: Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = web.get("/privacy")
+    assert home.status_code == 200
+    filed = web.post(
+        "/privacy/requests",
+        data={"type": "access", "email": CANARY_EMAIL, "csrf_token": _csrf(home.text)},
+        follow_redirects=False,
+    )
+    assert filed.status_code == 303
+    rid = filed.headers["location"].split("/")[3]
+    page = web.get(filed.headers["location"])
+    assert rid in page.text
+    wrong = web.post(
+        f"/privacy/requests/{rid}/verify",
+        data={"code": "000000", "csrf_token": _csrf(page.text)},
+        follow_redirects=False,
+    )
+    assert wrong.status_code == 400
+    assert "not right" in wrong.text
+    outbox = session.exec(select(NotificationOutbox)).scalars().first()  # type: ignore[call-overload]
+    code = re.search(r"code is (\d{6})", outbox.body)
+    assert code
+    ok = web.post(
+        f"/privacy/requests/{rid}/verify",
+        data={"code": code.group(1), "csrf_token": _csrf(page.text)},
+        follow_redirects=False,
+    )
+    assert ok.status_code == 303
+    assert "lethe_privacy=" in ok.headers["set-cookie"]
+    status = web.get(f"/privacy/requests/{rid}")
+    assert "You confirmed your request" in status.text, status.text
+    session.rollback()
+    row = session.get(DsrRequest, uuid.UUID(rid))
+    assert row is not None and row.status == "verified"
+    bodies = [e.body for e in session.exec(select(AuditEntry)).scalars()]  # type: ignore[call-overload]
+    assert bodies and all(CANARY_EMAIL not in b for b in bodies)
+    assert CANARY_EMAIL not in caplog.text
+
+
+def test_privacy_status_needs_the_code_in_another_browser(
+    settings: Settings, session: Session
+) -> None:
+    app = create_app(settings)
+    with TestClient(app) as mine, TestClient(app) as other:
+        home = mine.get("/privacy")
+        filed = mine.post(
+            "/privacy/requests",
+            data={"type": "erasure", "email": CANARY_EMAIL, "csrf_token": _csrf(home.text)},
+            follow_redirects=False,
+        )
+        rid = filed.headers["location"].split("/")[3]
+        seen = other.get(f"/privacy/requests/{rid}")
+    assert seen.status_code == 200
+    assert 'name="code"' in seen.text
+    assert "We answer by" not in seen.text
+
+
+def test_privacy_form_without_csrf_is_refused(web: TestClient) -> None:
+    web.get("/privacy")
+    response = web.post(
+        "/privacy/requests", data={"type": "access", "email": CANARY_EMAIL}, follow_redirects=False
+    )
+    assert response.status_code == 403
+
+
+def test_pages_speak_french(web: TestClient, engine: Engine) -> None:
+    assert "Votre" in web.get("/privacy?lang=fr").text
+    assert web.get("/privacy").text.count('lang="fr"') >= 1  # the cookie keeps French
+    _sign_in(web, engine, "dpo")
+    assert "Se connecter" in web.get("/console/sign-in?lang=fr").text
