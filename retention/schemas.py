@@ -24,8 +24,8 @@ class HoldCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scope: HoldScopeIn
-    reason: str = Field(min_length=1, max_length=2000)
-    case_reference: str | None = Field(default=None, max_length=200)
+    reason: SafeStr = Field(min_length=1, max_length=2000)
+    case_reference: SafeStr | None = Field(default=None, max_length=200)
 
 
 class HoldRelease(BaseModel):

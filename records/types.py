@@ -1,0 +1,130 @@
+"""Strict input types every package's schemas share: what a client may send, checked at the edge.
+
+A hostile or sloppy value must be a 422 at the edge, never a 500 deeper down:
+- PostgreSQL refuses NUL in text and JSON, and a lone surrogate cannot be encoded to UTF-8, so
+  `SafeStr` refuses both (SQLite would store what PostgreSQL refuses: both must mean the same);
+- `Instant` is RFC 3339 text with an offset only (a bare number is not a time: is it seconds or
+  milliseconds?) inside a range where calendar arithmetic cannot overflow (`P1Y` after 9999-12-31);
+- `JsonObject` is a free-form object (payloads, attributes, changes) whose strings, keys, numbers
+  and nesting are checked recursively: no NaN or Infinity (not JSON), bounded depth and size;
+- bounded ints for paths and queries (a 2**70 index must not reach the database).
+
+    >>> from pydantic import TypeAdapter
+    >>> TypeAdapter(Instant).validate_python(1711533600)                 # doctest: +SKIP
+    ValidationError: … an RFC 3339 timestamp with an offset …
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
+
+# Calendar arithmetic (offsets of years, alarms, deadlines) must stay far from datetime.max.
+MIN_INSTANT = datetime(1900, 1, 1, tzinfo=UTC)
+MAX_INSTANT = datetime(2200, 1, 1, tzinfo=UTC)
+
+MAX_JSON_DEPTH = 32
+MAX_JSON_NODES = 10_000
+MAX_JSON_STRING = 100_000
+MAX_JSON_INT = 2**63 - 1
+
+# PostgreSQL INTEGER and BIGINT columns; a larger path or query number is a 422.
+MAX_INT32 = 2**31 - 1
+MAX_INDEX = 2**62
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unsafe_text_reason(value: str) -> str | None:
+    """Why `value` cannot be stored as text on every backend, or None."""
+    if "\x00" in value:
+        return "NUL characters are not allowed"
+    if _SURROGATE.search(value) is not None:
+        return "lone surrogate code points are not allowed"
+    return None
+
+
+def _safe_text(value: str) -> str:
+    reason = unsafe_text_reason(value)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
+
+
+def _rfc3339_only(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value  # from Python callers (the CLI, services): already a datetime
+    if isinstance(value, str) and _RFC3339.fullmatch(value) is not None:
+        return value
+    raise ValueError("an RFC 3339 timestamp with an offset, e.g. 2024-03-27T12:00:00+01:00")
+
+
+def _in_range(value: datetime) -> datetime:
+    if not MIN_INSTANT <= value < MAX_INSTANT:
+        raise ValueError(
+            f"a timestamp from {MIN_INSTANT.year} up to (not including) {MAX_INSTANT.year}"
+        )
+    return value
+
+
+def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why the JSON-like `value` is refused, or None. Iterative: a deep value cannot recurse."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    nodes = 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_JSON_NODES:
+            return f"more than {MAX_JSON_NODES} values"
+        if isinstance(item, str):
+            if len(item) > MAX_JSON_STRING:
+                return f"a string longer than {MAX_JSON_STRING} characters"
+            reason = unsafe_text_reason(item)
+            if reason is not None:
+                return reason
+        elif isinstance(item, bool | date) or item is None:
+            continue  # dates: YAML policy files have them
+        elif isinstance(item, int):
+            if abs(item) > MAX_JSON_INT:
+                return "an integer out of the 64-bit range"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "NaN and Infinity are not JSON numbers"
+        elif isinstance(item, dict | list):
+            if depth >= max_depth:
+                return f"nested deeper than {max_depth} levels"
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        return "object keys must be strings"
+                    stack.append((key, depth + 1))
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        else:
+            return "not a JSON value"
+    return None
+
+
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    reason = json_problem(value)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
+
+
+SafeStr = Annotated[str, AfterValidator(_safe_text)]
+"""Text that every backend stores as sent: no NUL, no lone surrogate."""
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_in_range)]
+"""An aware RFC 3339 timestamp in [1900, 2200)."""
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
+"""A free-form JSON object, checked recursively (strings, numbers, depth, size)."""
