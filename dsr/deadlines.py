@@ -1,7 +1,8 @@
 """Request deadlines on the institution's calendar (EUDPR Art. 14(3), GDPR Art. 12(3)).
 
 The arithmetic (Reg. 1182/71 month addition, working-day roll) is `policies.calendar`'s; this
-module only holds the institution's calendar: its time zone and its holidays.
+module only holds the institution's calendar: its time zone and its holidays. With no holidays
+configured, the calendar is the European Commission's (shipped in `policies/calendars/`).
 """
 
 from __future__ import annotations
@@ -28,10 +29,26 @@ class InstitutionCalendar:
             received_at, tz=self.tz, holidays=self.holidays, months=months
         )
 
+    def extended(
+        self, received_at: datetime, original_due_at: datetime, *, months: int
+    ) -> datetime:
+        """The deadline extended by `months`: the earlier of `1 + months` months from receipt
+        and `months` months from the end of the original deadline."""
+        return calendar.extended_deadline(
+            received_at, original_due_at, months=months, tz=self.tz, holidays=self.holidays
+        )
+
 
 def load_holidays(holidays: Iterable[date], holidays_file: Path | None) -> frozenset[date]:
-    """The configured dates plus one ISO date a line from `holidays_file` (`#` comments)."""
+    """The configured dates plus one ISO date a line from `holidays_file` (`#` comments).
+
+    Nothing configured at all: the European Commission's public holidays for its staff in
+    Brussels (`policies/calendars/european-commission.txt`), the calendar of the shipped
+    registry's controller. Configuring either setting replaces it entirely.
+    """
     days = set(holidays)
+    if holidays_file is None and not days:
+        return calendar.shipped_holidays(calendar.DEFAULT_INSTITUTION_CALENDAR)
     if holidays_file is not None:
         for number, line in enumerate(holidays_file.read_text().splitlines(), start=1):
             text = line.split("#", 1)[0].strip()

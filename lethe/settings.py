@@ -78,7 +78,11 @@ class Settings(BaseSettings):
     smtp_password: str | None = Field(None, description="SMTP password.")
     smtp_tls: Literal["none", "starttls", "tls"] = Field("none", description="SMTP transport.")
     holidays: list[date] = Field(
-        default_factory=list, description="Institution holidays (JSON list of ISO dates)."
+        default_factory=list,
+        description=(
+            "Institution holidays (JSON list of ISO dates); with `holidays_file` also unset: "
+            "the European Commission's 2024-2027 list."
+        ),
     )
     holidays_file: Path | None = Field(
         None, description="File with one ISO holiday date a line (added to `holidays`)."

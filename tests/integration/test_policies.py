@@ -426,3 +426,15 @@ def test_cli_schema_prints_the_json_schema(cli_env: CliRunner) -> None:
     result = cli_env.invoke(cli_app, ["policies", "schema"])
     assert result.exit_code == 0
     assert json.loads(result.output)["title"] == "Lethe processing record (policy file)"
+
+
+def test_the_retention_report_flags_the_unstated_ground_to_the_dpo(
+    client: TestClient, auth_headers: KeyFactory, engine: Engine
+) -> None:
+    _load_registry(engine)
+    body = client.get("/v1/reports/retention", headers=auth_headers("dpo")).json()
+    assert [(f["policy"], f["field"]) for f in body["dpo_flags"]] == [
+        ("DPR-EC-01488", "data_categories.special_needs_health")
+    ]
+    page = client.get("/v1/reports/retention?format=html", headers=auth_headers("auditor")).text
+    assert "Flagged to the DPO" in page and "special_needs_health" in page

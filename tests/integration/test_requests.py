@@ -281,10 +281,11 @@ def test_extension_once_before_the_deadline_then_409(
         headers=controller,
     )
     assert extended.status_code == 200
-    # 31 January + 3 months = 30 April 2025 (a Wednesday)
-    assert extended.json()["due_at"] == "2025-04-30T22:00:00Z"
+    # The earlier of 31 January + 3 months (30 April) and 28 February (the original
+    # deadline) + 2 months: Monday 28 April 2025
+    assert extended.json()["due_at"] == "2025-04-28T22:00:00Z"
     told = [m for m in outbox(engine, rid) if "extended" in m.subject]
-    assert told and "2025-04-30" in told[0].body
+    assert told and "2025-04-28" in told[0].body
     again = client.post(
         f"/v1/requests/{rid}/extend", json={"months": 1, "reason": "again"}, headers=controller
     )

@@ -21,10 +21,13 @@ from policies.calendar import (
     add_months,
     is_working_day,
     one_month_from_receipt,
+    parse_holidays,
     period_end,
     period_end_date,
     resolve_local,
     roll_to_working_day,
+    shipped_calendars,
+    shipped_holidays,
     zone,
 )
 
@@ -286,3 +289,56 @@ def test_three_months_from_receipt_for_an_extended_request() -> None:
     received = datetime(2024, 11, 30, 10, 0, tzinfo=BRU)
     got = one_month_from_receipt(received, tz=BRU, months=3)
     assert got == datetime(2025, 2, 28, 23, 0, tzinfo=UTC)  # 28 Feb 2025 is a Friday
+
+
+# --- the shipped calendar of the European Commission (staff in Brussels) ----------------------
+
+EC = "european-commission"
+
+
+def _easter_days(easter: date) -> set[date]:
+    """Maundy Thursday, Good Friday, Easter Monday, Ascension and the day after, Whit Monday."""
+    return {easter + timedelta(days=n) for n in (-3, -2, 1, 39, 40, 50)}
+
+
+@pytest.mark.parametrize(
+    "easter", [date(2024, 3, 31), date(2025, 4, 20), date(2026, 4, 5), date(2027, 3, 28)]
+)
+def test_the_commission_calendar_has_each_years_easter_and_ascension_days(easter: date) -> None:
+    assert _easter_days(easter) <= shipped_holidays(EC)
+
+
+@pytest.mark.parametrize("year", [2024, 2025, 2026, 2027])
+def test_the_commission_calendar_has_the_fixed_days_and_the_end_of_year_closure(
+    year: int,
+) -> None:
+    holidays = shipped_holidays(EC)
+    fixed = [(1, 1), (1, 2), (5, 1), (5, 9), (7, 21), (8, 15), (11, 1), (11, 2)]
+    fixed += [(12, d) for d in range(24, 32)]
+    for month, day in fixed:
+        d = date(year, month, day)
+        # the decisions list weekday holidays only; a weekend is no working day anyway
+        assert (d in holidays) == (d.weekday() < 5), d
+    assert all(d.weekday() < 5 for d in holidays)
+    assert {d.year for d in holidays} == {2024, 2025, 2026, 2027}
+
+
+def test_the_commission_calendar_keeps_belgian_only_days_out() -> None:
+    holidays = shipped_holidays(EC)
+    assert date(2025, 11, 11) not in holidays  # Armistice Day: a Belgian holiday, not the EU's
+    assert date(2025, 6, 23) not in holidays  # Luxembourg National Day: staff in Luxembourg
+    assert len([d for d in holidays if d.year == 2025]) == 18
+
+
+def test_the_commission_calendar_is_listed_and_an_unknown_one_is_refused() -> None:
+    assert EC in shipped_calendars()
+    with pytest.raises(CalendarError, match="unknown calendar 'atlantis'"):
+        shipped_holidays("atlantis")
+    with pytest.raises(CalendarError):
+        shipped_holidays("../registry/DPR-EC-01488")
+
+
+def test_a_holiday_list_names_the_line_that_is_not_a_date() -> None:
+    assert parse_holidays("# c\n2025-01-01  # New Year\n\n", source="x.txt") == {date(2025, 1, 1)}
+    with pytest.raises(CalendarError, match=r"x\.txt line 2 is not an ISO date"):
+        parse_holidays("2025-01-01\n1 May 2025\n", source="x.txt")
