@@ -856,6 +856,59 @@ def by_rule(session: Session, run_id: uuid.UUID) -> list[dict[str, Any]]:
     return out
 
 
+PLAN_SAMPLE = 100
+PLAN_OUTCOMES = (
+    ItemOutcome.deleted,
+    ItemOutcome.anonymised,
+    ItemOutcome.handed_over,
+    ItemOutcome.skipped_hold,
+    ItemOutcome.review,
+    ItemOutcome.skipped_stale,
+)
+
+
+def plan(session: Session, run_id: uuid.UUID, *, sample: int = PLAN_SAMPLE) -> dict[str, Any]:
+    """What a dry run found: counts per processing record, version, rule, rule version, action
+    and outcome, and per outcome the pseudonymous record ids (the first `sample` in due order)
+    with their total. Ids only: nothing here identifies a person without the database.
+
+    >>> plan(session, run.id)["records"]["deleted"]  # doctest: +SKIP
+    {'total': 3, 'record_ids': ['0b…', '4f…', 'c2…'], 'truncated': False}
+    """
+    tally = counts(session, run_id)
+    records: dict[str, dict[str, Any]] = {}
+    deleted: list[str] = []
+    # Batches in the order they were planned (due order); stop reading once the sample is full.
+    for ids in session.execute(
+        select(col(PurgeBatch.deleted_ids))
+        .where(col(PurgeBatch.run_id) == run_id)
+        .order_by(col(PurgeBatch.id))
+    ).scalars():
+        deleted.extend(i for i in ids.split(",") if i)
+        if len(deleted) >= sample:
+            break
+    for outcome in PLAN_OUTCOMES:
+        if outcome is ItemOutcome.deleted:
+            ids_out = deleted[:sample]
+        else:
+            ids_out = [
+                str(i)
+                for i in session.execute(
+                    select(col(PurgeItem.record_id))
+                    .where(col(PurgeItem.run_id) == run_id, col(PurgeItem.outcome) == outcome.value)
+                    .order_by(col(PurgeItem.due_at), col(PurgeItem.record_id))
+                    .limit(sample)
+                ).scalars()
+            ]
+        total = tally.get(outcome.value, 0)
+        records[outcome.value] = {
+            "total": total,
+            "record_ids": ids_out,
+            "truncated": total > len(ids_out),
+        }
+    return {"rules": by_rule(session, run_id), "records": records, "sample_limit": sample}
+
+
 def destroyed_ids(session: Session, run_id: uuid.UUID) -> tuple[list[str], list[str]]:
     """(ids of the records the run destroyed, ids of the subjects whose key it destroyed)."""
     records_out: list[str] = []

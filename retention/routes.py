@@ -25,6 +25,7 @@ from retention.schemas import (
     HoldRelease,
     PurgeCounts,
     PurgeCreate,
+    PurgePlan,
     PurgeRunRead,
 )
 
@@ -62,6 +63,7 @@ def run_read(session: Session, run: PurgeRun) -> PurgeRunRead:
         approved_by=run.approved_by,
         approved_at=run.approved_at,
         certificate_sha256=run.certificate_sha256,
+        planned=PurgePlan(**purge.plan(session, run.id)) if run.dry_run else None,
     )
 
 
@@ -116,7 +118,17 @@ def list_holds(session: SessionDep, page: PageDep, active: bool | None = None) -
     return [hold_read(h) for h in page.finish(found, holds.HOLD_ORDER)]
 
 
-@router.post("/purges", status_code=201, tags=["retention"])
+@router.post(
+    "/purges",
+    status_code=201,
+    tags=["retention"],
+    description=(
+        "Start a disposition run. `dry_run: true` changes no record, key or subject: it answers "
+        "`status: planned` with `counts` and `planned` (counts per processing record, rule and "
+        "rule version and action, and the pseudonymous ids of the records each outcome would "
+        "touch, the first `sample_limit` with their total)."
+    ),
+)
 def start_purge(
     body: PurgeCreate,
     request: Request,

@@ -63,6 +63,34 @@ class PurgeCounts(BaseModel):
     skipped_stale: int = 0
 
 
+class PlannedRule(BaseModel):
+    """How many records one rule version would act on, and how (a dry run's plan)."""
+
+    policy: str
+    policy_version: int | None
+    rule_id: str | None
+    rule_version: int | None
+    action: str | None
+    outcome: str
+    count: int
+
+
+class PlannedRecords(BaseModel):
+    total: int
+    # Pseudonymous record ids, the first `sample_limit` in due order.
+    record_ids: list[uuid.UUID]
+    truncated: bool
+
+
+class PurgePlan(BaseModel):
+    """A dry run's planned deletions: nothing of it was done."""
+
+    rules: list[PlannedRule]
+    # deleted, anonymised, handed_over, skipped_hold, review, skipped_stale
+    records: dict[str, PlannedRecords]
+    sample_limit: int
+
+
 class PurgeRunRead(BaseModel):
     id: uuid.UUID
     status: str
@@ -78,6 +106,8 @@ class PurgeRunRead(BaseModel):
     approved_by: str | None
     approved_at: datetime | None
     certificate_sha256: str | None
+    # Dry runs only: what the run would do (counts per rule version, record ids).
+    planned: PurgePlan | None = None
 
 
 class CertificateRead(BaseModel):

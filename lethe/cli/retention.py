@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from lethe.cli.context import cli_context, console
+from lethe.cli.context import cli_context, console, err_console
 from records.db import new_session, unit_of_work, utc_now
 from records.http import Actor
 from retention import holds, purge, report
@@ -117,15 +117,46 @@ def _summary(run: PurgeRun, tally: dict[str, int]) -> str:
     return f"run {run.id} {run.status}{' (dry run)' if run.dry_run else ''}: {parts}"
 
 
+def _plan_table(run: PurgeRun, plan: dict[str, Any]) -> Table:
+    table = Table(title=f"dry run {run.id}: planned, nothing was changed")
+    table.add_column("processing record", no_wrap=True)
+    table.add_column("rule", no_wrap=True)
+    table.add_column("action")
+    table.add_column("would be")
+    table.add_column("records", justify="right")
+    for row in plan["rules"]:
+        version = f" v{row['policy_version']}" if row["policy_version"] is not None else ""
+        rule_version = f" v{row['rule_version']}" if row["rule_version"] is not None else ""
+        table.add_row(
+            row["policy"] + version,
+            (row["rule_id"] or "-") + rule_version,
+            row["action"] or "",
+            row["outcome"].replace("_", " "),
+            str(row["count"]),
+        )
+    return table
+
+
 def purge_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only; change nothing.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Dry run: the plan as JSON (with the record ids).")
+    ] = False,
 ) -> None:
-    """Run a disposition run now (or resume an interrupted one). Exit 2 when paused."""
+    """Run a disposition run now (or resume an interrupted one). Exit 2 when paused.
+
+    With --dry-run nothing is changed: a table shows per processing record, rule version and
+    action how many records the run would delete, anonymise, hand over or keep for a hold;
+    --json adds the pseudonymous record ids (the first 100 per outcome, with the total).
+    """
     with cli_context() as ctx:
         pctx: purge.PurgeContext = ctx.wiring.state["purge_context"]
         with (
             Progress(
-                TextColumn("purging"), BarColumn(), MofNCompleteColumn(), console=console
+                TextColumn("purging"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=err_console if as_json else console,
             ) as progress,
         ):
             task = progress.add_task("purge", total=None)
@@ -144,7 +175,17 @@ def purge_command(
             )
         with new_session(ctx.engine) as session:
             line = _summary(last, purge.counts(session, last.id))
+            plan = purge.plan(session, last.id) if last.dry_run else None
+    if plan is not None and as_json:
+        typer.echo(json.dumps({"id": str(last.id), "status": last.status, **plan}, indent=2))
+        return
     console.print(line)
+    if plan is not None:
+        console.print(_plan_table(last, plan))
+        kept = plan["records"]["skipped_hold"]["total"]
+        if kept:
+            console.print(f"{kept} due record(s) would be kept by a legal hold")
+        console.print("record ids: lethe purge --dry-run --json, or GET /v1/purges/" + str(last.id))
     if last.status == "paused":
         console.print(
             f"paused ({last.pause_reason}): a DPO must approve with "
