@@ -14,6 +14,7 @@ from audit_log.signing import NoteSigner
 from records.errors import ForbiddenError, UnauthenticatedError
 from records.http import Actor, Role, SessionDep, optional_actor, public, requires
 from records.pagination import NEXT_LINK_HEADER, strict_query
+from records.types import MAX_INDEX
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -68,8 +69,8 @@ def list_entries(
     request: Request,
     response: Response,
     session: SessionDep,
-    start: Annotated[int, Query(ge=0)] = 0,
-    end: Annotated[int | None, Query(ge=0)] = None,
+    start: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
+    end: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
 ) -> list[EntryOut]:
     """Entries [start, end) (at most 1000); `body` is the exact string hashed into the leaf.
 
@@ -86,8 +87,8 @@ def list_entries(
 @router.get("/proofs/inclusion", dependencies=AUDITORS, response_model=InclusionProofOut)
 def inclusion_proof(
     session: SessionDep,
-    index: Annotated[int, Query(ge=0)],
-    size: Annotated[int, Query(ge=1)],
+    index: Annotated[int, Query(ge=0, le=MAX_INDEX)],
+    size: Annotated[int, Query(ge=1, le=MAX_INDEX)],
 ) -> InclusionProofOut:
     return proofs.inclusion(session, index=index, size=size)
 
@@ -95,7 +96,7 @@ def inclusion_proof(
 @router.get("/proofs/consistency", dependencies=AUDITORS, response_model=ConsistencyProofOut)
 def consistency_proof(
     session: SessionDep,
-    first: Annotated[int, Query(ge=1)],
-    second: Annotated[int, Query(ge=1)],
+    first: Annotated[int, Query(ge=1, le=MAX_INDEX)],
+    second: Annotated[int, Query(ge=1, le=MAX_INDEX)],
 ) -> ConsistencyProofOut:
     return proofs.consistency(session, first=first, second=second)

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from policies import dpv, service
+from policies.document import REFERENCE_PATTERN
 from policies.errors import PolicyTooLargeError, UnsupportedPolicyMediaType
 from policies.schemas import PolicyLoaded, PolicyRead, PolicySummaryRead, PolicyVersionRead
 from records.http import Actor, NowDep, Role, SessionDep, any_staff, requires
 from records.pagination import NEXT_LINK_HEADER, PageDep
+from records.types import MAX_INT32
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
+
+# A path that cannot be a reference is a 422 that does not repeat it.
+ReferencePath = Annotated[str, Path(pattern=REFERENCE_PATTERN, max_length=64)]
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
 MAX_BODY = 1_000_000
@@ -78,7 +83,7 @@ def load_policy(
 
 
 @router.get("/{reference}", dependencies=[Depends(any_staff())])
-def get_policy(reference: str, session: SessionDep) -> PolicyRead:
+def get_policy(reference: ReferencePath, session: SessionDep) -> PolicyRead:
     row, document = service.current(session, reference)
     known = service.known_references(session)
     return PolicyRead.of(row, document, unresolved=service.unresolved_references(document, known))
@@ -89,7 +94,9 @@ def get_policy(reference: str, session: SessionDep) -> PolicyRead:
     dependencies=[Depends(any_staff())],
     responses={200: {"headers": NEXT_LINK_HEADER}},
 )
-def list_versions(reference: str, session: SessionDep, page: PageDep) -> list[PolicyVersionRead]:
+def list_versions(
+    reference: ReferencePath, session: SessionDep, page: PageDep
+) -> list[PolicyVersionRead]:
     every = service.versions(session, reference)
     latest = max(r.version for r in every)
     rows = page.window(every, key=lambda r: (r.version,), types=(int,))
@@ -107,7 +114,11 @@ def list_versions(reference: str, session: SessionDep, page: PageDep) -> list[Po
 
 
 @router.get("/{reference}/versions/{version}", dependencies=[Depends(any_staff())])
-def get_version(reference: str, version: int, session: SessionDep) -> PolicyRead:
+def get_version(
+    reference: ReferencePath,
+    version: Annotated[int, Path(ge=1, le=MAX_INT32)],
+    session: SessionDep,
+) -> PolicyRead:
     row, document = service.get_version(session, reference, version)
     known = service.known_references(session)
     return PolicyRead.of(row, document, unresolved=service.unresolved_references(document, known))
@@ -119,7 +130,7 @@ def get_version(reference: str, version: int, session: SessionDep) -> PolicyRead
     response_class=JSONResponse,
     responses={200: {"content": {dpv.MEDIA_TYPE: {}}, "description": "DPV 2.x JSON-LD"}},
 )
-def get_policy_dpv(reference: str, session: SessionDep) -> JSONResponse:
+def get_policy_dpv(reference: ReferencePath, session: SessionDep) -> JSONResponse:
     row, document = service.current(session, reference)
     body = dpv.to_jsonld(document, version=row.version, content_hash=row.content_hash)
     return JSONResponse(body, media_type=dpv.MEDIA_TYPE)

@@ -22,8 +22,10 @@ from sqlalchemy import select, text
 from sqlmodel import Session, col
 
 from audit_log import service as audit
+from policies.models import ProcessingRecord
 from records.db import begin_write
 from records.http import Actor
+from records.models import BusinessEvent, PersonalRecord, Subject
 from records.pagination import Keyset
 from retention.errors import (
     HoldAlreadyReleasedError,
@@ -105,6 +107,28 @@ def place_hold(
     *,
     scope: Scope,
     reason: str,
+def target_exists(session: Session, scope: Scope) -> bool:
+    """A hold on a mistyped target would protect nothing while looking in force: the subject or
+    record exists, the policy is in the registry or governs records, the context has records or
+    events."""
+    value: Any = scope.value
+    if scope.kind is HoldScope.subject:
+        return session.get(Subject, uuid.UUID(value)) is not None
+    if scope.kind is HoldScope.record:
+        return session.get(PersonalRecord, uuid.UUID(value)) is not None
+    if scope.kind is HoldScope.policy:
+        probes: list[Any] = [
+            select(col(ProcessingRecord.reference)).where(col(ProcessingRecord.reference) == value),
+            select(col(PersonalRecord.id)).where(col(PersonalRecord.policy) == value),
+        ]
+    else:
+        probes = [
+            select(col(PersonalRecord.id)).where(col(PersonalRecord.context) == value),
+            select(col(BusinessEvent.id)).where(col(BusinessEvent.context) == value),
+        ]
+    return any(session.execute(probe.limit(1)).first() is not None for probe in probes)
+
+
     case_reference: str | None,
     actor: Actor,
     now: datetime,
@@ -130,6 +154,9 @@ def place_hold(
         actor=actor.ref,
         now=now,
         subject_id=uuid.UUID(scope.value) if scope.kind is HoldScope.subject else None,
+    if not target_exists(session, scope):
+        name = next(iter(scope.as_dict()))
+        raise InvalidHoldScopeError(f"scope {name}: nothing of that name is known")
         target=f"legal_hold:{hold.id}",
         details={"scope_kind": scope.kind.value, **_auditable_scope(scope)},
     )

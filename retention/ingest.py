@@ -31,7 +31,7 @@ from audit_log import service as audit
 from records import service as records
 from records.crypto import Keyring, seal
 from records.db import unit_of_work
-from records.errors import DomainError
+from records.errors import DomainError, InvalidInputError
 from records.models import BusinessEvent, DataKey, PersonalRecord, Subject
 from records.schemas import ImportLine, RecordBody, RecordCreate, SubjectCreate
 from retention.due import Evaluator, due_of, recompute_for_event
@@ -157,6 +157,9 @@ def ingest_record(
                 raise records.RecordConflictError(f"record {body.id} exists with another body")
             return existing, False
     evaluator = evaluator or Evaluator(session, now=now)
+    undeclared = undeclared_category(evaluator, body)
+    if undeclared is not None:
+        raise InvalidInputError(f"{undeclared[0]}: {undeclared[1]}")
     version, decision = evaluator.decide(
         policy=body.policy,
         category=body.category,
@@ -589,6 +592,9 @@ def import_batch(
     rows: list[dict[str, Any]] = []
     for number, parsed, payload_hash, record_id, payload in fresh:
         try:
+            undeclared = undeclared_category(state.evaluator, parsed)
+            if undeclared is not None:
+                raise LineFailure(*undeclared)
             version, due = state.evaluator.decide_due(
                 policy=parsed.policy,
                 category=parsed.category,
@@ -695,6 +701,20 @@ def import_batch(
     result.failures.sort(key=lambda f: f.line)
     state.trim()
     return result
+
+
+def undeclared_category(evaluator: Evaluator, body: RecordBody) -> tuple[str, str] | None:
+    """(field, reason) when the record's categories are not declared by its processing record.
+
+    Art. 31(1)(c): the record lists the categories it processes; data of another category has no
+    rule that was meant for it, and would be kept silently under "no rule applies"."""
+    _, document = evaluator.policy(body.policy)
+    if body.category not in {c.key for c in document.data_categories}:
+        return "category", f"not a data category of {document.reference}"
+    declared = {c.key for c in document.subject_categories}
+    if body.subject_category is not None and body.subject_category not in declared:
+        return "subject_category", f"not a subject category of {document.reference}"
+    return None
 
 
 class LineFailure(Exception):

@@ -15,6 +15,10 @@ from typer.testing import CliRunner
 from audit_log.models import AuditEntry
 from lethe.cli import app as cli_app
 from lethe.settings import Settings
+from policies import service as policies
+from policies.loader import registry_dir
+from records import service as records
+from records.db import unit_of_work, utc_now
 from tests.conftest import KeyFactory
 
 SECRET_REASON = "canary-reason: complaint by Zebedee Quux"
@@ -24,7 +28,11 @@ def test_a_dpo_places_lists_and_releases_a_hold(
     client: TestClient, auth_headers: KeyFactory, engine: Engine
 ) -> None:
     dpo = auth_headers("dpo")
-    subject_id = str(uuid.uuid4())
+    # A hold names something that exists (a mistyped target would protect nothing).
+    created = client.post(
+        "/v1/subjects", json={"email": "held@example.eu"}, headers=auth_headers("ingest")
+    )
+    subject_id = str(created.json()["id"])
     placed = client.post(
         "/v1/holds",
         json={
@@ -73,7 +81,13 @@ def test_a_hold_needs_exactly_one_valid_scope(client: TestClient, auth_headers: 
     assert missing.status_code == 404
 
 
-def test_hold_routes_check_roles(client: TestClient, auth_headers: KeyFactory) -> None:
+def test_hold_routes_check_roles(
+    client: TestClient, auth_headers: KeyFactory, engine: Engine
+) -> None:
+    with unit_of_work(engine) as s:
+        policies.load_policy_file(
+            s, path_or_text=registry_dir() / "DPR-EC-01488.yaml", actor="test", now=utc_now()
+        )
     body = {"scope": {"policy": "DPR-EC-01488"}, "reason": "audit"}
     assert client.post("/v1/holds", json=body).status_code == 401
     for role in ("controller", "ingest", "auditor"):
@@ -94,6 +108,15 @@ def test_the_cli_places_lists_and_releases_holds(
     monkeypatch.setenv("LETHE_DATABASE_URL", settings.effective_database_url)
     monkeypatch.setenv("LETHE_DATA_DIR", str(settings.data_dir))
     runner = CliRunner()
+    with unit_of_work(engine) as s:  # the context a hold names is one the service has seen
+        records.add_event(
+            s,
+            type="call.closed",
+            context="EC/2024/CNECT/443651",
+            occurred_at=utc_now(),
+            actor="test",
+            now=utc_now(),
+        )
     placed = runner.invoke(
         cli_app, ["holds", "place", "--context", "EC/2024/CNECT/443651", "--reason", "appeal"]
     )
