@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo lint typecheck pytest install migrate load-policies clean bench
+.PHONY: run test demo lint typecheck pytest install migrate load-policies clean bench contract
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ typecheck: install
 ## make test: ruff, mypy --strict, pytest on SQLite (and PostgreSQL when LETHE_TEST_DATABASE_URL is set)
 test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## make contract: schemathesis over the served OpenAPI as every role (run by .ci/run)
+contract: install
+	BIN=$(BIN) bash tests/contract/run_schemathesis.sh
 
 bench: install
 	$(BIN)/python bench/audit.py

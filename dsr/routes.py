@@ -349,6 +349,16 @@ def reject(
     dependencies=[Depends(public)],
     response_model=None,
     summary="The access or portability package: the download token, or a controller key",
+    responses={
+        200: {
+            "description": "The package: JSON, or HTML or CSV with `?format=`.",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/html": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    },
 )
 def package(
     request_id: uuid.UUID,

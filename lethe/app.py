@@ -23,6 +23,7 @@ from policies import routes as policy_routes
 from records import routes as record_routes
 from records.db import make_engine
 from records.http import Role, public, requires
+from records.problems import EVERY_OPERATION
 from retention import ingest_routes
 from retention import routes as retention_routes
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, *, wiring: Wiring | None = None
         version="1",
         summary="Data retention and data-subject rights under the GDPR and the EUDPR",
         lifespan=lifespan,
+        responses=EVERY_OPERATION,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -82,7 +84,13 @@ def create_app(settings: Settings | None = None, *, wiring: Wiring | None = None
         [Depends(public)] if settings.metrics_public else [Depends(requires(Role.auditor))]
     )
 
-    @app.get("/metrics", dependencies=metrics_deps, tags=["service"])
+    @app.get(
+        "/metrics",
+        dependencies=metrics_deps,
+        tags=["service"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    )
     def metrics(request: Request) -> Response:
         wiring.refresh_metrics()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -194,6 +194,16 @@ def approve_purge(
     tags=["retention"],
     dependencies=[Depends(requires(Role.dpo, Role.auditor))],
     response_model=None,
+    responses={
+        200: {
+            "description": "The report: JSON, or CSV or HTML with `?format=`.",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": {"schema": {"type": "string"}},
+                "text/html": {"schema": {"type": "string"}},
+            },
+        }
+    },
 )
 def retention_report(
     session: SessionDep,
