@@ -90,23 +90,6 @@ def restriction_holds(ground: str | None) -> bool:
     return compact in {"b", "c"} or compact.endswith(("201b", "201c"))
 
 
-def lock_for_hold_placement(session: Session) -> None:
-    begin_write(session)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": HOLD_LOCK_KEY})
-
-
-def lock_for_disposition(session: Session) -> None:
-    """Shared side of the hold lock: many batches at once, but never beside a placement."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": HOLD_LOCK_KEY})
-
-
-def place_hold(
-    session: Session,
-    *,
-    scope: Scope,
-    reason: str,
 def target_exists(session: Session, scope: Scope) -> bool:
     """A hold on a mistyped target would protect nothing while looking in force: the subject or
     record exists, the policy is in the registry or governs records, the context has records or
@@ -129,6 +112,23 @@ def target_exists(session: Session, scope: Scope) -> bool:
     return any(session.execute(probe.limit(1)).first() is not None for probe in probes)
 
 
+def lock_for_hold_placement(session: Session) -> None:
+    begin_write(session)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": HOLD_LOCK_KEY})
+
+
+def lock_for_disposition(session: Session) -> None:
+    """Shared side of the hold lock: many batches at once, but never beside a placement."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": HOLD_LOCK_KEY})
+
+
+def place_hold(
+    session: Session,
+    *,
+    scope: Scope,
+    reason: str,
     case_reference: str | None,
     actor: Actor,
     now: datetime,
@@ -136,6 +136,9 @@ def target_exists(session: Session, scope: Scope) -> bool:
     if not reason.strip():
         raise InvalidHoldScopeError("a legal hold needs a reason")
     lock_for_hold_placement(session)
+    if not target_exists(session, scope):
+        name = next(iter(scope.as_dict()))
+        raise InvalidHoldScopeError(f"scope {name}: nothing of that name is known")
     hold = LegalHold(
         scope_kind=scope.kind.value,
         scope_value=scope.value,
@@ -154,9 +157,6 @@ def target_exists(session: Session, scope: Scope) -> bool:
         actor=actor.ref,
         now=now,
         subject_id=uuid.UUID(scope.value) if scope.kind is HoldScope.subject else None,
-    if not target_exists(session, scope):
-        name = next(iter(scope.as_dict()))
-        raise InvalidHoldScopeError(f"scope {name}: nothing of that name is known")
         target=f"legal_hold:{hold.id}",
         details={"scope_kind": scope.kind.value, **_auditable_scope(scope)},
     )
