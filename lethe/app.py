@@ -15,6 +15,7 @@ from audit_log import routes as audit_routes
 from dsr import routes as dsr_routes
 from lethe import auth, console
 from lethe.errors import install_error_handlers, problem
+from lethe.limits import RequestLimits
 from lethe.logging import configure_logging
 from lethe.observability import HttpMetrics, install_request_middleware
 from lethe.settings import Settings
@@ -64,6 +65,12 @@ def create_app(settings: Settings | None = None, *, wiring: Wiring | None = None
     wiring.install(app)
 
     install_error_handlers(app)
+    # Inside the request-id middleware, so a refused request is logged and counted too.
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_body_bytes,
+        max_import_bytes=settings.max_import_bytes,
+    )
     install_request_middleware(app, HttpMetrics(registry))
 
     @app.get("/healthz", dependencies=[Depends(public)], tags=["service"])

@@ -29,18 +29,18 @@ class Settings(BaseSettings):
     checkpoint_public: bool = Field(
         True, description="`/v1/audit/checkpoint` open to all; false: auditor key."
     )
-
-    # Logging
-    log_level: str = Field("INFO", description="Minimum level of log lines.")
-    log_format: Literal["json", "console"] = Field("json", description="JSON lines or console.")
-
-    # Scheduler and retention
     max_body_bytes: int = Field(
         1_048_576, ge=1, description="Largest request body of any route but the bulk import (413)."
     )
     max_import_bytes: int = Field(
         1_073_741_824, ge=1, description="Largest streamed body of `POST /v1/imports` (413)."
     )
+
+    # Logging
+    log_level: str = Field("INFO", description="Minimum level of log lines.")
+    log_format: Literal["json", "console"] = Field("json", description="JSON lines or console.")
+
+    # Scheduler and retention
     scheduler: Literal["on", "off"] = Field(
         "on", description="Run the job scheduler inside `lethe serve`."
     )
