@@ -208,3 +208,17 @@ def test_only_the_staff_unlock_a_request_and_it_is_audited(
     assert _verify(app_client, rid, fresh).json() == {"status": "verified"}
     again = app_client.post(f"/v1/requests/{rid}/reissue", headers=auth_headers("controller"))
     assert again.status_code == 409
+
+
+def test_wrong_codes_on_a_verified_request_lock_its_status_page_only(
+    app_client: TestClient, engine: Engine, auth_headers: KeyFactory
+) -> None:
+    rid = _file(app_client)
+    right = _codes(engine, rid)[-1]
+    assert _verify(app_client, rid, right).status_code == 200
+    for _ in range(N):
+        wrong = app_client.get(f"/v1/requests/{rid}/status", params={"code": _wrong(right)})
+        assert wrong.status_code == 400
+    assert app_client.get(f"/v1/requests/{rid}/status", params={"code": right}).status_code == 429
+    staff = app_client.get(f"/v1/requests/{rid}", headers=auth_headers("controller")).json()
+    assert staff["status"] == "verified" and staff["locked"] is True
