@@ -1,4 +1,4 @@
-"""Scheduled work of data-subject requests: the daily deadline alert."""
+"""Scheduled work of data-subject requests: the daily deadline alert, the outbox sweep."""
 
 from __future__ import annotations
 
@@ -11,13 +11,22 @@ from sqlmodel import col
 
 from dsr.deadlines import DUE_SOON_DAYS
 from dsr.models import CLOSED_STATUSES, DsrIntakeHit, DsrRequest
-from dsr.notifier import Email, Notifier
+from dsr.notifier import Email, Notifier, sweep_outbox
 from dsr.service import RATE_WINDOW
 from records.db import unit_of_work
 
 log = structlog.get_logger(__name__)
 
 DEADLINE_ALERT_JOB = "dsr-deadline-alerts"
+OUTBOX_SWEEP_JOB = "dsr-outbox-sweep"
+
+
+def outbox_sweep(engine: Engine, now: datetime) -> dict[str, int]:
+    """Codes and package links must not outlive their validity in the development outbox, nor
+    an erased subject's address their erasure (whichever path erased them)."""
+    with unit_of_work(engine) as session:
+        dropped = sweep_outbox(session, now=now)
+    return {"dropped": dropped}
 
 
 def deadline_alerts(

@@ -100,9 +100,17 @@ class DsrRequest(SQLModel, table=True):
 
 
 class NotificationOutbox(SQLModel, table=True):
-    """Development delivery (no SMTP host): the message is kept here and not sent."""
+    """Development delivery (no SMTP host): the message is kept here and not sent.
+
+    Kept only while needed (`dsr.notifier`): until `expires_at` (a code's or a package link's
+    end, else a retention cap), and never after the subject it was written to is erased.
+    """
 
     __tablename__ = "notification_outbox"
+    __table_args__ = (
+        Index("ix_notification_outbox_subject_id", "subject_id"),
+        Index("ix_notification_outbox_expires_at", "expires_at"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid(), primary_key=True))
     channel: str = Field(sa_column=Column(String(10), nullable=False))  # email | webhook
@@ -110,6 +118,12 @@ class NotificationOutbox(SQLModel, table=True):
     subject: str = Field(sa_column=Column(String(300), nullable=False))
     body: str = Field(sa_column=Column(Text(), nullable=False))
     request_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid(), nullable=True))
+    # The data subject the message is addressed to (None: a recipient, the controller, or a
+    # requester we hold nothing about). No foreign key: the row must go before, not with, it.
+    subject_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid(), nullable=True))
+    expires_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 

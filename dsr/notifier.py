@@ -3,7 +3,17 @@ development (no SMTP host configured).
 
 A notifier never logs an address, a code or a message body: log lines carry the request id and
 the outbox row id only. The development outbox keeps the whole message (that is its purpose: a
-developer reads it there), so it must not be used with real data subjects.
+developer reads it there), so it must not be used with real data subjects; even so it keeps
+nothing longer than needed:
+
+- a message carrying a one-time code or a package link expires with that secret (the latest of
+  the request's `otp_expires_at` / `package_token_expires_at` still ahead when it is written);
+  any other message after `OutboxNotifier.keep`;
+- a message to a data subject carries the subject's id, and goes with the subject: at once when a
+  request erases them (`forget_subjects`), within the disposition batch that destroys their key
+  when the purge empties them (the hook `lethe.wiring` registers), and in any case at the next
+  `sweep_outbox` (a scheduled job) once the subject is erased; the answer written to an already
+  erased subject is kept only `OutboxNotifier.erased_grace`.
 """
 
 from __future__ import annotations
@@ -12,18 +22,20 @@ import json
 import smtplib
 import ssl
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Literal, Protocol
 
 import httpx
 import structlog
-from sqlmodel import Session
+from sqlalchemy import delete, or_, select
+from sqlmodel import Session, col
 
 from dsr.errors import NotificationError
-from dsr.models import NotificationOutbox
+from dsr.models import DsrRequest, NotificationOutbox
+from records.models import Subject
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +48,9 @@ class Email:
     subject: str
     body: str
     request_id: uuid.UUID | None = None
+    # The message goes to the requester (their address, their code or link), not to a recipient
+    # of their data or to the controller's mailbox.
+    to_subject: bool = True
 
 
 class Notifier(Protocol):
@@ -61,13 +76,44 @@ def _check_webhook_url(url: str) -> None:
 class OutboxNotifier:
     """Development: messages land in `notification_outbox`, in the caller's transaction."""
 
+    # How long a message without a secret is kept, and an erased subject's last answer.
+    keep: timedelta = timedelta(days=30)
+    erased_grace: timedelta = timedelta(hours=1)
+
+    def _expiry(
+        self, session: Session, message: Email, now: datetime
+    ) -> tuple[uuid.UUID | None, datetime]:
+        """(the subject the message is addressed to, when the row must go)."""
+        until = now + self.keep
+        request = (
+            session.get(DsrRequest, message.request_id) if message.request_id is not None else None
+        )
+        if request is None or not message.to_subject:
+            return None, until
+        secrets = [
+            t
+            for t in (request.otp_expires_at, request.package_token_expires_at)
+            if t is not None and t > now
+        ]
+        if secrets:
+            until = min(until, max(secrets))
+        subject_id = request.subject_id
+        if subject_id is not None:
+            subject = session.get(Subject, subject_id)
+            if subject is None or subject.erased_at is not None:
+                until = min(until, now + self.erased_grace)
+        return subject_id, until
+
     def send_email(self, session: Session, message: Email, *, now: datetime) -> None:
+        subject_id, expires_at = self._expiry(session, message, now)
         row = NotificationOutbox(
             channel="email",
             recipient=message.to,
             subject=message.subject,
             body=message.body,
             request_id=message.request_id,
+            subject_id=subject_id,
+            expires_at=expires_at,
             created_at=now,
         )
         session.add(row)
@@ -95,6 +141,7 @@ class OutboxNotifier:
             subject="webhook",
             body=json.dumps(dict(payload), sort_keys=True),
             request_id=request_id,
+            expires_at=now + self.keep,
             created_at=now,
         )
         session.add(row)
@@ -189,6 +236,58 @@ class SmtpNotifier:
             channel="webhook",
             request_id=str(request_id) if request_id else None,
         )
+
+
+def forget_subjects(
+    session: Session, subject_ids: Iterable[uuid.UUID], *, now: datetime | None = None
+) -> int:
+    """Drop the outbox messages written to these subjects (their address, codes, links, the
+    answers); returns how many. Messages to recipients of their data name records by id only
+    and stay until they expire."""
+    ids = sorted(set(subject_ids))
+    dropped = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        their_requests = select(col(DsrRequest.id)).where(col(DsrRequest.subject_id).in_(chunk))
+        result = session.execute(
+            delete(NotificationOutbox)
+            .where(
+                or_(
+                    col(NotificationOutbox.subject_id).in_(chunk),
+                    # rows written before the outbox knew its subjects (0007)
+                    (col(NotificationOutbox.subject_id).is_(None))
+                    & (col(NotificationOutbox.channel) == "email")
+                    & col(NotificationOutbox.request_id).in_(their_requests),
+                )
+            )
+            .execution_options(synchronize_session=False)
+        )
+        dropped += int(getattr(result, "rowcount", 0) or 0)
+    if dropped:
+        log.info("dsr.outbox.subjects_forgotten", subjects=len(ids), messages=dropped)
+    return dropped
+
+
+def sweep_outbox(session: Session, *, now: datetime) -> int:
+    """Drop expired outbox messages and every message to an erased subject; returns how many."""
+    expired = session.execute(
+        delete(NotificationOutbox)
+        .where(col(NotificationOutbox.expires_at) <= now)
+        .execution_options(synchronize_session=False)
+    )
+    erased = list(
+        session.execute(
+            select(col(NotificationOutbox.subject_id))
+            .join(Subject, col(Subject.id) == col(NotificationOutbox.subject_id))
+            .where(col(Subject.erased_at).is_not(None))
+            .distinct()
+        ).scalars()
+    )
+    dropped = int(getattr(expired, "rowcount", 0) or 0)
+    dropped += forget_subjects(session, [s for s in erased if s is not None], now=now)
+    if dropped:
+        log.info("dsr.outbox.swept", messages=dropped)
+    return dropped
 
 
 def build_notifier(

@@ -19,7 +19,7 @@ from sqlmodel import Session, col
 
 from audit_log import service as audit
 from dsr import identity as person
-from dsr import otp
+from dsr import notifier, otp
 from dsr import service as svc
 from dsr.errors import InvalidRequestError, NotificationError, RequestStateError
 from dsr.models import (
@@ -35,8 +35,9 @@ from dsr.service import EDPS_NOTE, DsrConfig, close, get_request, open_intake, t
 from records import crypto
 from records import service as records
 from records.http import Actor
-from records.models import PersonalRecord
+from records.models import RULE_RESTRICTION_GROUND, PersonalRecord
 from retention import holds
+from retention.due import Evaluator, UnknownPolicyError
 from retention.models import LegalHold
 
 log = structlog.get_logger(__name__)
@@ -184,6 +185,7 @@ def _recipient_email(
             f"Fields: {fields}\n\nContact the controller for the details.\n"
         ),
         request_id=request.id,
+        to_subject=False,
     )
 
 
@@ -683,17 +685,24 @@ def erase_subject_data(
             target=f"data_key:{key.id}",
             details={"request": str(request.id)},
         )
+        # The development outbox must not keep the erased subject's address, codes or links;
+        # the answer written next is kept only briefly (`OutboxNotifier.erased_grace`).
+        notifier.forget_subjects(session, [subject_id], now=now)
     return erased, kept, key_destroyed
 
 
 def _describe_kept(session: Session, kept: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    """Hold ids, and one human line per reason (hold id + its case reference, or the rule)."""
+    """Hold ids, and one line per reason as the subject may read it.
+
+    A hold is described by its subject-facing reason only: its internal reason and case
+    reference may name an investigation or another party (EUDPR Art. 25; the legal-claims
+    exemption of Art. 19(3)(e)), so they never reach the subject."""
     hold_ids = sorted({r for k in kept for r in k["reasons"] if _is_uuid(r)})
     lines: list[str] = []
     for hold_id in hold_ids:
         hold = session.get(LegalHold, uuid.UUID(hold_id))
-        ref = f" (case {hold.case_reference})" if hold and hold.case_reference else ""
-        lines.append(f"legal hold {hold_id}{ref}: {hold.reason if hold else 'active hold'}")
+        text = holds.subject_reason_of(hold) if hold else holds.DEFAULT_SUBJECT_REASON
+        lines.append(f"legal hold {hold_id}: {text}")
     others = sorted({r for k in kept for r in k["reasons"] if not _is_uuid(r)})
     for reason in others:
         if reason.startswith("minimum:"):
@@ -786,7 +795,13 @@ def _restrict_all(
     restricted: list[uuid.UUID] = []
     for batch in _batches(session, request.subject_id):
         for record in batch:
-            if record.restricted_at is not None:
+            # The subject's ground replaces a rule's storage-only restriction (it may keep the
+            # data beyond the rule's deletion: Art. 20(1)(b)/(c)); a ground the subject already
+            # has stays.
+            if (
+                record.restricted_at is not None
+                and record.restriction_ground != RULE_RESTRICTION_GROUND
+            ):
                 continue
             record.restricted_at = now
             record.restriction_ground = ground[:100]
@@ -894,14 +909,21 @@ def _lift(
     request: DsrRequest,
 ) -> int:
     lifted = 0
+    evaluator = Evaluator(session, now=now)
     for batch in _batches(session, subject_id):
         for record in batch:
             if record.restricted_at is None:
                 continue
             if _parse_ground(record.restriction_ground)[0] not in grounds:
                 continue
-            record.restricted_at = None
-            record.restriction_ground = None
+            # Lifting the subject's restriction does not lift the rule's: a record whose rule
+            # allows storage only falls back to that restriction.
+            if _rule_restricts(evaluator, record):
+                record.restricted_at = now
+                record.restriction_ground = RULE_RESTRICTION_GROUND
+            else:
+                record.restricted_at = None
+                record.restriction_ground = None
             record.updated_at = now
             session.add(record)
             lifted += 1
@@ -912,9 +934,31 @@ def _lift(
                 now=now,
                 subject_id=subject_id,
                 target=f"personal_record:{record.id}",
-                details={"request": str(request.id)},
+                details={
+                    "request": str(request.id),
+                    "still_restricted_by": record.restriction_ground,
+                },
             )
     return lifted
+
+
+def _rule_restricts(evaluator: Evaluator, record: PersonalRecord) -> bool:
+    if record.policy_version is None:
+        return False
+    try:
+        _, decision = evaluator.decide(
+            policy=record.policy,
+            policy_version=record.policy_version,
+            category=record.category,
+            subject_category=record.subject_category,
+            outcome=record.outcome,
+            source=record.source,
+            context=record.context,
+            collected_at=record.collected_at,
+        )
+    except UnknownPolicyError:
+        return False  # not in the registry: no rule of it can restrict
+    return decision.restricted
 
 
 def _assess_objection(

@@ -181,8 +181,23 @@ def _wire_dsr(wiring: Wiring) -> None:
 
     wiring.metric_refreshers.append(refresh)
 
-    from dsr.jobs import DEADLINE_ALERT_JOB, deadline_alerts
+    from dsr import notifier as outbox
+    from dsr.jobs import DEADLINE_ALERT_JOB, OUTBOX_SWEEP_JOB, deadline_alerts, outbox_sweep
     from retention import jobs
+
+    # A subject the nightly purge empties is forgotten by the outbox in the same transaction
+    # (retention cannot import dsr); the sweep also drops codes and links once expired.
+    wiring.state["purge_context"].on_subjects_erased = lambda session, ids, now: (
+        outbox.forget_subjects(session, ids, now=now)
+    )
+    wiring.state["scheduler"].add(
+        jobs.JobSpec(
+            id=OUTBOX_SWEEP_JOB,
+            trigger=jobs.interval_trigger(minutes=5),
+            run=lambda now: outbox_sweep(wiring.engine, now),
+            min_gap=timedelta(minutes=2),
+        )
+    )
 
     wiring.state["scheduler"].add(
         jobs.JobSpec(

@@ -24,6 +24,12 @@ class RecordStatus(enum.StrEnum):
     review = "review"
 
 
+# `restriction_ground` of a record restricted by its retention rule (`restrict_processing`:
+# storage only until the action, e.g. candidates not invited to the panels). Grounds from the
+# data subject (EUDPR Art. 20(1)(a)-(d)) are written by dsr and take precedence over this one.
+RULE_RESTRICTION_GROUND = "rule:restrict_processing"
+
+
 class DueAction(enum.StrEnum):
     delete = "delete"
     anonymise = "anonymise"
@@ -141,6 +147,9 @@ class PersonalRecord(SQLModel, table=True):
     status: str = Field(
         default=RecordStatus.active.value, sa_column=Column(String(20), nullable=False)
     )
+    # Materialised restriction (storage only): set at ingest from the rule, by restriction and
+    # objection requests; while set, only the DPO may read the record (and the subject, in
+    # their access package).
     restricted_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )

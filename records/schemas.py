@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -102,11 +102,24 @@ class RecordRead(BaseModel):
     action: str | None
     handover_to: str | None
     status: str
+    restricted: bool = False
     restricted_at: datetime | None
     restriction_ground: str | None
     created_at: datetime
     updated_at: datetime
     payload: dict[str, Any]
+
+
+class RestrictedRecordRead(BaseModel):
+    """A restricted record as a controller sees it in a listing: that it exists and why it is
+    restricted, nothing of what it holds (storage only, EUDPR Art. 20; the DPO reads it whole)."""
+
+    id: uuid.UUID
+    subject_id: uuid.UUID
+    policy: str
+    restricted: Literal[True] = True
+    restricted_at: datetime
+    restriction_ground: str | None
 
 
 class EventCreate(_In):

@@ -16,7 +16,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import any_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Boolean,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
@@ -31,7 +44,14 @@ from records.crypto import (
     seal,
 )
 from records.errors import ConflictError, InvalidInputError, NotFoundError
-from records.models import BusinessEvent, DataKey, PersonalRecord, RecordStatus, Subject
+from records.models import (
+    RULE_RESTRICTION_GROUND,
+    BusinessEvent,
+    DataKey,
+    PersonalRecord,
+    RecordStatus,
+    Subject,
+)
 from records.pagination import Keyset
 
 log = structlog.get_logger(__name__)
@@ -104,6 +124,8 @@ class Due:
     rule_version: int | None = None
     action: str | None = None
     handover_to: str | None = None
+    # The deciding rule says `restrict_processing` (storage only until the action).
+    restricted: bool = False
 
 
 def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
@@ -761,6 +783,8 @@ def build_record(
         action=due.action,
         handover_to=due.handover_to,
         status=RecordStatus.active.value,
+        restricted_at=now if due.restricted else None,
+        restriction_ground=RULE_RESTRICTION_GROUND if due.restricted else None,
         created_at=now,
         updated_at=now,
     )
@@ -900,10 +924,18 @@ def iter_record_batches(
 def set_due_many(
     session: Session, updates: Sequence[tuple[uuid.UUID, Due]], *, now: datetime
 ) -> int:
-    """Write due fields of many records in one executemany."""
+    """Write due fields of many records in one executemany.
+
+    The rule's restriction follows the new decision, but only where the record is unrestricted
+    or restricted by its rule: a restriction the subject asked for stays until dsr lifts it."""
     if not updates:
         return 0
     table = PersonalRecord.__table__  # type: ignore[attr-defined]
+    by_rule = or_(
+        table.c.restriction_ground.is_(None),
+        table.c.restriction_ground == RULE_RESTRICTION_GROUND,
+    )
+    wanted = bindparam("b_restricted", type_=Boolean())
     stmt = (
         update(table)
         .where(table.c.id == bindparam("b_id"))
@@ -914,6 +946,19 @@ def set_due_many(
             action=bindparam("b_action"),
             handover_to=bindparam("b_handover_to"),
             updated_at=bindparam("b_updated_at"),
+            restricted_at=case(
+                (
+                    and_(by_rule, wanted),
+                    func.coalesce(table.c.restricted_at, bindparam("b_updated_at")),
+                ),
+                (by_rule, null()),
+                else_=table.c.restricted_at,
+            ),
+            restriction_ground=case(
+                (and_(by_rule, wanted), literal(RULE_RESTRICTION_GROUND)),
+                (by_rule, null()),
+                else_=table.c.restriction_ground,
+            ),
         )
         .execution_options(synchronize_session=False)
     )
@@ -928,6 +973,7 @@ def set_due_many(
                 "b_action": due.action,
                 "b_handover_to": due.handover_to,
                 "b_updated_at": now,
+                "b_restricted": due.restricted,
             }
             for record_id, due in updates
         ],

@@ -27,7 +27,7 @@ from policies.errors import PolicyNotFoundError
 from policies.evaluate import Decision, KnownEvent, PolicyVersion, evaluate, matches
 from records import service as records
 from records.errors import InvalidInputError
-from records.models import BusinessEvent, PersonalRecord, RecordStatus
+from records.models import RULE_RESTRICTION_GROUND, BusinessEvent, PersonalRecord, RecordStatus
 
 DEFAULT_BATCH = 1000
 
@@ -51,6 +51,7 @@ def due_of(decision: Decision) -> records.Due:
         rule_version=decision.rule_version,
         action=decision.action,
         handover_to=decision.handover_to,
+        restricted=decision.restricted,
     )
 
 
@@ -356,6 +357,7 @@ _COLUMNS = (
     col(PersonalRecord.rule_version),
     col(PersonalRecord.action),
     col(PersonalRecord.handover_to),
+    col(PersonalRecord.restriction_ground),
 )
 
 
@@ -412,6 +414,9 @@ def recompute_for_event(
                     rule_version=row.rule_version,
                     action=row.action,
                     handover_to=row.handover_to,
+                    # A restriction the subject asked for hides the rule's: rewriting the row
+                    # then is harmless (`set_due_many` keeps the subject's ground).
+                    restricted=row.restriction_ground == RULE_RESTRICTION_GROUND,
                 )
                 if due != before:
                     updates.append((row.id, due))

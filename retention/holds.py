@@ -78,6 +78,23 @@ class Scope:
         return {name: self.value}
 
 
+# Told to the data subject when a hold placed without a subject-facing reason keeps their data.
+# The internal reason may name an investigation or a litigant; EUDPR Art. 25(8) lets the
+# controller defer or omit the reasons where telling them would defeat the restriction.
+DEFAULT_SUBJECT_REASON = (
+    "a legal hold requires us to keep this data: it is needed for the establishment, exercise "
+    "or defence of legal claims or to comply with a legal obligation (Regulation (EU) "
+    "2018/1725, Art. 19(3)(b) and (e); GDPR Art. 17(3)(b) and (e)). Where a restriction under "
+    "Art. 25 of Regulation (EU) 2018/1725 applies, more detailed reasons may be deferred or "
+    "omitted (Art. 25(8))"
+)
+
+
+def subject_reason_of(hold: LegalHold) -> str:
+    """The reason the data subject may be told; never the internal reason or case reference."""
+    return hold.subject_reason or DEFAULT_SUBJECT_REASON
+
+
 def scope_of(hold: LegalHold) -> Scope:
     return Scope(kind=HoldScope(hold.scope_kind), value=hold.scope_value)
 
@@ -132,6 +149,7 @@ def place_hold(
     case_reference: str | None,
     actor: Actor,
     now: datetime,
+    subject_reason: str | None = None,
 ) -> LegalHold:
     if not reason.strip():
         raise InvalidHoldScopeError("a legal hold needs a reason")
@@ -144,6 +162,7 @@ def place_hold(
         scope_value=scope.value,
         reason=reason,
         case_reference=case_reference,
+        subject_reason=(subject_reason or "").strip() or None,
         owner=actor.ref,
         placed_at=now,
     )
@@ -158,7 +177,11 @@ def place_hold(
         now=now,
         subject_id=uuid.UUID(scope.value) if scope.kind is HoldScope.subject else None,
         target=f"legal_hold:{hold.id}",
-        details={"scope_kind": scope.kind.value, **_auditable_scope(scope)},
+        details={
+            "scope_kind": scope.kind.value,
+            **_auditable_scope(scope),
+            "subject_reason": "given" if hold.subject_reason else "default",
+        },
     )
     return hold
 

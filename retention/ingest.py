@@ -32,7 +32,13 @@ from records import service as records
 from records.crypto import Keyring, seal
 from records.db import unit_of_work
 from records.errors import DomainError, InvalidInputError
-from records.models import BusinessEvent, DataKey, PersonalRecord, Subject
+from records.models import (
+    RULE_RESTRICTION_GROUND,
+    BusinessEvent,
+    DataKey,
+    PersonalRecord,
+    Subject,
+)
 from records.schemas import ImportLine, RecordBody, RecordCreate, SubjectCreate
 from retention.due import Evaluator, due_of, recompute_for_event
 
@@ -655,8 +661,8 @@ def import_batch(
                 "action": due.action,
                 "handover_to": due.handover_to,
                 "status": "active",
-                "restricted_at": None,
-                "restriction_ground": None,
+                "restricted_at": now if due.restricted else None,
+                "restriction_ground": RULE_RESTRICTION_GROUND if due.restricted else None,
                 "created_at": now,
                 "updated_at": now,
             }

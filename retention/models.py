@@ -60,6 +60,9 @@ class LegalHold(SQLModel, table=True):
     # Free text from the DPO; shown to staff, never written to logs or the audit trail.
     reason: str = Field(sa_column=Column(Text(), nullable=False))
     case_reference: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    # What the data subject is told when the hold keeps their data (erasure answers): never the
+    # internal `reason` or the case reference. NULL: `retention.holds.DEFAULT_SUBJECT_REASON`.
+    subject_reason: str | None = Field(default=None, sa_column=Column(Text(), nullable=True))
     owner: str = Field(sa_column=Column(String(100), nullable=False))
     placed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     released_at: datetime | None = Field(

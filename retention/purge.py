@@ -99,6 +99,9 @@ class PurgeContext:
     # Audit checkpoint after each run (audit_log's function, wired by lethe).
     checkpoint: Callable[[Engine, datetime], Any] | None = None
     keyring_epoch_created_at: Callable[[], datetime | None] | None = None
+    # Called in a batch's transaction with the subjects whose data key it destroyed, so that
+    # upper layers forget what they keep about them (dsr's outbox; wired by lethe).
+    on_subjects_erased: Callable[[Session, list[uuid.UUID], datetime], Any] | None = None
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -441,6 +444,8 @@ def process_batch(
         keys_destroyed = _destroy_emptied_keys(
             session, {r.subject_id for r in plan.get(ItemOutcome.deleted, [])}, now=now
         )
+        if keys_destroyed and ctx.on_subjects_erased is not None:
+            ctx.on_subjects_erased(session, keys_destroyed, now)
     destroyed = plan.get(ItemOutcome.deleted, [])
     if destroyed:
         rules: Counter[tuple[Any, ...]] = Counter(

@@ -38,6 +38,7 @@ def hold_read(hold: LegalHold) -> HoldRead:
         scope=holds.scope_of(hold).as_dict(),
         reason=hold.reason,
         case_reference=hold.case_reference,
+        subject_reason=holds.subject_reason_of(hold),
         owner=hold.owner,
         placed_at=hold.placed_at,
         active=hold.released_at is None,
@@ -74,7 +75,17 @@ def _context(request: Request) -> purge.PurgeContext:
     return ctx
 
 
-@router.post("/holds", status_code=201, tags=["holds"])
+@router.post(
+    "/holds",
+    status_code=201,
+    tags=["holds"],
+    description=(
+        "Place a legal hold. `reason` and `case_reference` are internal (staff only, never in "
+        "the audit trail or in answers to data subjects); `subject_reason` is what a data "
+        "subject whose data the hold keeps is told, by default a generic legal-claims / "
+        "legal-obligation text (EUDPR Art. 19(3)(b),(e); Art. 25(8))."
+    ),
+)
 def place_hold(
     body: HoldCreate,
     session: SessionDep,
@@ -87,6 +98,7 @@ def place_hold(
         scope=scope,
         reason=body.reason,
         case_reference=body.case_reference,
+        subject_reason=body.subject_reason,
         actor=actor,
         now=now,
     )

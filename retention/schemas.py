@@ -26,6 +26,9 @@ class HoldCreate(BaseModel):
     scope: HoldScopeIn
     reason: SafeStr = Field(min_length=1, max_length=2000)
     case_reference: SafeStr | None = Field(default=None, max_length=200)
+    # What a data subject whose data the hold keeps is told (erasure answers). Omitted: a
+    # generic legal-claims / legal-obligation text (EUDPR Art. 19(3), Art. 25(8)).
+    subject_reason: SafeStr | None = Field(default=None, max_length=2000)
 
 
 class HoldRelease(BaseModel):
@@ -39,6 +42,8 @@ class HoldRead(BaseModel):
     scope: dict[str, str]
     reason: str
     case_reference: str | None
+    # The text a data subject is told (the default one when none was given).
+    subject_reason: str
     owner: str
     placed_at: datetime
     active: bool

@@ -45,6 +45,17 @@ def upgrade() -> None:
         postgresql_where=sa.text("erased_at IS NULL"),
     )
     # --- restriction materialised on personal_record ---
+    # personal_record.restricted_at / restriction_ground exist since 0002; 0007 only fills them
+    # at ingest (`rule:restrict_processing`), so no column here.
+    # holds: what the data subject is told, apart from the internal reason (EUDPR Art. 25)
+    with op.batch_alter_table("legal_hold") as batch:
+        batch.add_column(sa.Column("subject_reason", sa.Text(), nullable=True))
+    # outbox privacy: whom a message was written to, and when its clear text must go
+    with op.batch_alter_table("notification_outbox") as batch:
+        batch.add_column(sa.Column("subject_id", sa.Uuid(), nullable=True))
+        batch.add_column(sa.Column("expires_at", UTCDateTime(), nullable=True))
+    op.create_index("ix_notification_outbox_subject_id", "notification_outbox", ["subject_id"])
+    op.create_index("ix_notification_outbox_expires_at", "notification_outbox", ["expires_at"])
     # --- dsr: outbox, OTP, intake ---
     # OTP: when the N-th wrong code locked the request's code (kept while the limit changes)
     with op.batch_alter_table("dsr_request") as batch:
@@ -59,6 +70,13 @@ def downgrade() -> None:
     with op.batch_alter_table("dsr_request") as batch:
         batch.drop_column("otp_locked_at")
     # --- restriction materialised on personal_record ---
+    op.drop_index("ix_notification_outbox_expires_at", table_name="notification_outbox")
+    op.drop_index("ix_notification_outbox_subject_id", table_name="notification_outbox")
+    with op.batch_alter_table("notification_outbox") as batch:
+        batch.drop_column("expires_at")
+        batch.drop_column("subject_id")
+    with op.batch_alter_table("legal_hold") as batch:
+        batch.drop_column("subject_reason")
     # --- identity: one e-mail, one subject ---
     op.drop_index("ux_subject_external_id_key", table_name="subject")
     op.drop_index("ux_subject_email_key", table_name="subject")
