@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +42,7 @@ def place_holds(client: TestClient, dpo: dict[str, str], n: int) -> list[str]:
     for i in range(n):
         response = client.post(
             "/v1/holds",
-            json={"scope": {"subject_id": str(uuid.uuid4())}, "reason": f"case {i}"},
+            json={"scope": {"policy": "DPR-EC-01488"}, "reason": f"case {i}"},
             headers=dpo,
         )
         assert response.status_code == 201, response.text
@@ -64,7 +63,7 @@ def loaded(engine: Engine) -> Engine:
 
 
 def test_holds_come_page_by_page_each_once_in_order(
-    client: TestClient, auth_headers: KeyFactory
+    client: TestClient, auth_headers: KeyFactory, loaded: Engine
 ) -> None:
     dpo = auth_headers("dpo")
     placed = place_holds(client, dpo, 5)
@@ -82,7 +81,9 @@ def test_holds_come_page_by_page_each_once_in_order(
     }
 
 
-def test_a_full_last_page_has_no_next_link(client: TestClient, auth_headers: KeyFactory) -> None:
+def test_a_full_last_page_has_no_next_link(
+    client: TestClient, auth_headers: KeyFactory, loaded: Engine
+) -> None:
     dpo = auth_headers("dpo")
     place_holds(client, dpo, 2)
     response = client.get("/v1/holds?limit=2", headers=dpo)
@@ -149,7 +150,7 @@ def test_requests_page_by_due_date(client: TestClient, auth_headers: KeyFactory)
 
 
 def test_audit_entries_point_to_the_next_range(
-    client: TestClient, auth_headers: KeyFactory
+    client: TestClient, auth_headers: KeyFactory, loaded: Engine
 ) -> None:
     dpo = auth_headers("dpo")
     place_holds(client, dpo, 3)
@@ -191,7 +192,7 @@ def test_invalid_filters_and_pages_are_422_problems(
 
 
 def test_a_cursor_of_another_list_cannot_widen_the_filter(
-    client: TestClient, auth_headers: KeyFactory
+    client: TestClient, auth_headers: KeyFactory, loaded: Engine
 ) -> None:
     dpo = auth_headers("dpo")
     place_holds(client, dpo, 2)
