@@ -35,7 +35,9 @@ def create_app(settings: Settings | None = None, *, wiring: Wiring | None = None
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
     settings.ensure_data_dir()
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(
+        settings.effective_database_url, busy_timeout=settings.database_busy_timeout_seconds
+    )
     registry = CollectorRegistry()
     wiring = wiring or build_wiring(
         settings, engine, registry, scheduler=settings.scheduler == "on"

@@ -8,8 +8,11 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from records.db import busy_code, is_busy_error
 from records.errors import DomainError
 
 PROBLEM = "application/problem+json"
@@ -38,7 +41,42 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return out
 
 
+# Seconds a client is told to wait when the database is busy: about one import batch.
+BUSY_RETRY_AFTER = 2
+
+
+def _install_db_busy_handler(app: FastAPI) -> None:
+    """A lock held past the busy timeout (or no pooled connection free) is a 503 with
+    Retry-After, counted; any other database error goes on to the 500 handler unchanged."""
+    registry: CollectorRegistry | None = getattr(app.state, "metrics_registry", None)
+    rejected = Counter(
+        "lethe_db_busy_rejections_total",
+        "Requests answered 503 because the database stayed busy past the busy timeout.",
+        ["route", "code"],
+        registry=registry,
+    )
+
+    async def _busy(request: Request, exc: Exception) -> JSONResponse:
+        if not is_busy_error(exc):
+            raise exc
+        route = getattr(request.scope.get("route"), "path", None)
+        route = route if isinstance(route, str) else "unmatched"
+        code = busy_code(exc)
+        rejected.labels(route, code).inc()
+        log.warning("db.busy", route=route, code=code)
+        response = problem(
+            503, "database-busy", "Database busy", "the database is busy; retry in a moment"
+        )
+        response.headers["Retry-After"] = str(BUSY_RETRY_AFTER)
+        return response
+
+    app.add_exception_handler(sa_exc.DBAPIError, _busy)
+    app.add_exception_handler(sa_exc.TimeoutError, _busy)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    _install_db_busy_handler(app)
+
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
         return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)

@@ -18,6 +18,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default: SQLite file `lethe.db` in the data directory."
     )
+    database_busy_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a write waits for another writer's lock (SQLite busy timeout, "
+        "PostgreSQL lock_timeout); past it the API answers 503 with Retry-After.",
+    )
 
     # HTTP
     host: str = Field("127.0.0.1", description="Address `lethe serve` listens on.")

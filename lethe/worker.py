@@ -21,7 +21,9 @@ def run_worker(settings: Settings) -> None:
 
     configure_logging(settings.log_level, settings.log_format)
     settings.ensure_data_dir()
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(
+        settings.effective_database_url, busy_timeout=settings.database_busy_timeout_seconds
+    )
     wiring = build_wiring(settings, engine, CollectorRegistry(), scheduler=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
@@ -52,25 +53,79 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> Engine:
-    """The engine for `url`. SQL parameters are never logged (`hide_parameters`)."""
+DEFAULT_BUSY_TIMEOUT = 10.0
+
+
+def make_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 5,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+) -> Engine:
+    """The engine for `url`. SQL parameters are never logged (`hide_parameters`).
+
+    `busy_timeout` (seconds) bounds how long a statement waits for another writer's lock: the
+    SQLite busy timeout, PostgreSQL's `lock_timeout`. Past it the statement fails with an error
+    that `is_busy_error` recognises (the API answers 503 with Retry-After, not 500).
+    """
     kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
+    millis = max(1, round(busy_timeout * 1000))
     if is_sqlite(url):
         # check_same_thread off: FastAPI runs sync routes in a thread pool; one connection
         # is never shared between threads at once because each session checks one out.
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout}
         if ":memory:" not in url:
             kwargs["poolclass"] = NullPool
     else:
         kwargs["pool_size"] = pool_size
         kwargs["pool_pre_ping"] = True
+        if url.startswith("postgresql"):
+            kwargs["connect_args"] = {"options": f"-c lock_timeout={millis}"}
     engine = create_engine(url, **kwargs)
     if is_sqlite(url):
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_ms=millis)
     return engine
 
 
-def _configure_sqlite(engine: Engine) -> None:
+# SQLSTATEs that mean "busy, try again", not "wrong": lock_timeout, serialization failure,
+# deadlock, too many connections, server starting or shutting down.
+BUSY_SQLSTATES = frozenset({"55P03", "40001", "40P01", "53300", "57P03"})
+# SQLITE_BUSY, SQLITE_LOCKED (primary result codes; extended codes keep them in the low byte).
+_SQLITE_BUSY_CODES = frozenset({5, 6})
+
+
+def is_busy_error(exc: BaseException) -> bool:
+    """True when `exc` means the database is busy (a lock held too long, no connection free),
+    so the same request may succeed a moment later."""
+    if isinstance(exc, sa_exc.TimeoutError):  # the connection pool had no connection to give
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str):
+        return sqlstate in BUSY_SQLSTATES
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _SQLITE_BUSY_CODES
+    message = str(orig).lower()
+    return "database is locked" in message or "database table is locked" in message
+
+
+def busy_code(exc: BaseException) -> str:
+    """A short name of the busy condition for logs and metrics (never the SQL or its values)."""
+    if isinstance(exc, sa_exc.TimeoutError):
+        return "pool_timeout"
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str):
+        return sqlstate
+    name = getattr(orig, "sqlite_errorname", None)
+    return name if isinstance(name, str) else "SQLITE_BUSY"
+
+
+def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, emit BEGIN, so BEGIN IMMEDIATE works when asked for.
@@ -79,7 +134,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA secure_delete=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 

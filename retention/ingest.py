@@ -369,8 +369,13 @@ class ImportState:
         self.cache = records.KeyCache(keyring)
 
     def rebind(self, session: Session) -> None:
-        """A new transaction (one per batch): keep the caches that stay true."""
+        """A new transaction (one per batch): keep the caches that stay true.
+
+        Business events are read again: one recorded between two batches must set the due
+        dates of the later batches' records (its recomputation only saw the earlier ones).
+        """
         self.evaluator.session = session
+        self.evaluator.forget_events()
 
     def remember(self, email: str, subject_id: uuid.UUID) -> None:
         self.subject_by_email[email] = subject_id
@@ -721,6 +726,26 @@ def undeclared_category(evaluator: Evaluator, body: RecordBody) -> tuple[str, st
     if body.subject_category is not None and body.subject_category not in declared:
         return "subject_category", f"not a subject category of {document.reference}"
     return None
+
+
+def import_batch_committed(
+    engine: Engine,
+    *,
+    state: ImportState,
+    lines: list[tuple[int, ImportLine | LineError]],
+    actor: str,
+    now: datetime,
+) -> BatchResult:
+    """Import one batch in its own short write transaction (a runner, like the purge).
+
+    The write lock (SQLite) or the audit writer lock (PostgreSQL) is held for one batch only and
+    released before the next is read, so public intake, holds and every other writer get in
+    between batches instead of waiting out a whole import. A failure loses only its own batch;
+    earlier batches stay, and importing the same lines again adds nothing (derived ids).
+    """
+    with unit_of_work(engine) as session:
+        state.rebind(session)
+        return import_batch(session, state=state, lines=lines, actor=actor, now=now)
 
 
 class LineFailure(Exception):

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from records.crypto import Keyring
@@ -145,11 +146,17 @@ async def _lines(request: Request) -> AsyncIterator[str]:
 async def create_import(
     request: Request, session: SessionDep, now: NowDep, actor: Importer
 ) -> ImportResult:
-    """Bulk import, streamed: the body is read and written `IMPORT_BATCH` lines at a time."""
+    """Bulk import, streamed: the body is read and written `IMPORT_BATCH` lines at a time, each
+    batch in its own transaction. A failure keeps the batches before it; sending the same lines
+    again adds nothing."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in NDJSON_TYPES:
         raise UnsupportedMediaTypeError("send application/x-ndjson: one JSON record per line")
     state = await run_in_threadpool(ImportState, session, keyring=_keyring(request), now=now)
+    # The request's transaction only authenticated the caller. End it: held for the whole
+    # upload it would keep every other writer (public intake, holds) out until the end.
+    await run_in_threadpool(session.commit)
+    engine: Engine = request.app.state.engine
     imported = 0
     failed: list[ImportFailure] = []
     batch: list[tuple[int, ImportLine | LineError]] = []
@@ -157,7 +164,12 @@ async def create_import(
     async def flush() -> None:
         nonlocal imported
         result = await run_in_threadpool(
-            ingest.import_batch, session, state=state, lines=batch, actor=actor.ref, now=now
+            ingest.import_batch_committed,
+            engine,
+            state=state,
+            lines=batch,
+            actor=actor.ref,
+            now=now,
         )
         imported += result.imported
         failed.extend(ImportFailure(line=f.line, error=f.message()) for f in result.failures)

@@ -37,7 +37,9 @@ def cli_context() -> Iterator[CliContext]:
         settings.log_level if settings.log_level != "INFO" else "WARNING", settings.log_format
     )
     settings.ensure_data_dir()
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(
+        settings.effective_database_url, busy_timeout=settings.database_busy_timeout_seconds
+    )
     wiring = build_wiring(settings, engine, CollectorRegistry())
     try:
         yield CliContext(settings=settings, engine=engine, wiring=wiring)

@@ -143,15 +143,14 @@ def import_file(
                 except _Rollback:
                     imported = 0
             else:
-                state = None
+                # One short transaction per batch: other writers (the API's public intake,
+                # holds) get the lock between batches instead of waiting out the import.
+                with unit_of_work(ctx.engine, write=False) as session:
+                    state = ingest.ImportState(session, keyring=keyring, now=now)
                 for batch in batches:
-                    with unit_of_work(ctx.engine) as session:
-                        if state is None:
-                            state = ingest.ImportState(session, keyring=keyring, now=now)
-                        state.rebind(session)
-                        result = ingest.import_batch(
-                            session, state=state, lines=batch, actor=ACTOR, now=now
-                        )
+                    result = ingest.import_batch_committed(
+                        ctx.engine, state=state, lines=batch, actor=ACTOR, now=now
+                    )
                     imported += result.imported
                     failures += result.failures
     _report(failures, errors_file)
