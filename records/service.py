@@ -578,9 +578,7 @@ def set_identity(
     )
     for other, _ in find_subjects(session, keyring=keyring, email=email):
         if other.id != subject.id:
-            raise SubjectIdentityConflictError(
-                "the e-mail address belongs to another data subject"
-            )
+            raise SubjectIdentityConflictError("the e-mail address belongs to another data subject")
     if ext is not None:
         for other, _ in find_subjects(session, keyring=keyring, external_id=ext):
             if other.id != subject.id:
@@ -674,7 +672,9 @@ def merge_subjects(
         session.flush()
         cache.forget(dup_id)
     # The duplicates are gone, so their e-mail and external id are free for the survivor.
-    set_identity(session, keyring=keyring, subject=survivor, identity=identity, now=now, cache=cache)
+    set_identity(
+        session, keyring=keyring, subject=survivor, identity=identity, now=now, cache=cache
+    )
     merged = tuple(d for d in duplicate_ids if d != survivor_id)
     log.info("records.subject.merged", subject_id=str(survivor_id), merged=len(merged))
     return Merged(
@@ -1118,9 +1118,9 @@ __all__ = [
     "Due",
     "Identity",
     "KeyCache",
+    "Merged",
     "RecordConflictError",
     "RecordNotFoundError",
-    "Merged",
     "Resolved",
     "SubjectErasedError",
     "SubjectIdentityConflictError",
