@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -462,3 +464,34 @@ def test_merge_duplicates_command_merges_and_indexes_old_subjects(
         records.create_subject(s, keyring=keyring, email=EMAIL, now=T0)
     again = CliRunner().invoke(cli_app, ["subjects", "merge-duplicates"])
     assert again.exit_code == 0 and "0 subject(s) checked" in again.output
+
+
+@pytest.mark.postgres_only
+def test_two_ingests_racing_for_one_address_make_one_subject(
+    engine: Engine, client: TestClient
+) -> None:
+    """The second insert waits on the unique index, fails once the first commits, and resolves
+    to the winner instead of creating a second subject."""
+    keyring = keyring_of(client)
+    first_inserted = threading.Event()
+    results: dict[str, records.Resolved] = {}
+
+    def first() -> None:
+        with unit_of_work(engine) as s:
+            results["first"] = records.resolve_subject(s, keyring=keyring, email=EMAIL, now=T0)
+            first_inserted.set()
+            time.sleep(0.5)  # the second ingest looks up (nothing committed) and inserts now
+
+    def second() -> None:
+        first_inserted.wait(5)
+        with unit_of_work(engine) as s:
+            results["second"] = records.resolve_subject(s, keyring=keyring, email=EMAIL, now=T0)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results["first"].created and not results["second"].created
+    assert results["second"].subject.id == results["first"].subject.id
+    assert len(live_subjects(engine)) == 1
