@@ -133,7 +133,9 @@ def live(settings: Settings, mailbox: Mailbox) -> Iterator[Live]:
         thread.join(timeout=10)
 
 
-@pytest.fixture(scope="session")
+# Per module: Playwright's sync API keeps an event loop on the main thread while it lives, which
+# later tests (asyncio.run, aiosmtpd) must not meet.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     _need_browser()
     from playwright.sync_api import sync_playwright

@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from audit_log.models import AuditEntry
-from dsr.models import DsrRequest, NotificationOutbox
+from dsr import service as dsr
+from dsr.models import DsrRequest, NotificationOutbox, RequestStatus, RequestType
 from lethe import auth
 from lethe.app import create_app
 from lethe.console import session as console_session
@@ -25,6 +27,8 @@ from lethe.settings import Settings
 from policies import service as policies
 from policies.loader import registry_dir
 from records.db import unit_of_work, utc_now
+from records.http import Actor, Role
+from retention.models import HoldScope
 
 CANARY_EMAIL = "console.canary-7f3a@example.org"
 
@@ -338,3 +342,85 @@ def test_pages_speak_french(web: TestClient, engine: Engine) -> None:
     assert web.get("/privacy").text.count('lang="fr"') >= 1  # the cookie keeps French
     _sign_in(web, engine, "dpo")
     assert "Se connecter" in web.get("/console/sign-in?lang=fr").text
+
+
+def _staff_request(engine: Engine, settings: Settings, *, days_ago: int) -> str:
+    app = create_app(settings)
+    with unit_of_work(engine) as s:
+        row = dsr.file_request(
+            s,
+            config=app.state.dsr,
+            type=RequestType.access,
+            email=CANARY_EMAIL,
+            details=None,
+            changes=None,
+            actor=Actor(id="key:seed", role=Role.controller),
+            client_address=None,
+            identity_verified=True,
+            now=utc_now() - timedelta(days=days_ago),
+        )
+        return str(row.id)
+
+
+def test_queue_shows_the_overdue_request_and_its_audit_steps(
+    web: TestClient, engine: Engine, settings: Settings
+) -> None:
+    late = _staff_request(engine, settings, days_ago=45)
+    fresh = _staff_request(engine, settings, days_ago=1)
+    _sign_in(web, engine, "dpo")
+    overdue = web.get("/console/requests?show=overdue").text
+    assert late[:8] in overdue and fresh[:8] not in overdue
+    assert '<strong data-testid="queue-overdue">1</strong>' in overdue
+    detail = web.get(f"/console/requests/{late}").text
+    assert "dsr.request.received" in detail and "dsr.request.verified" in detail
+    assert 'action="/console/requests/' not in detail  # the DPO reads; the controller acts
+    assert CANARY_EMAIL not in detail
+
+
+def test_controller_extends_once_then_is_refused_and_nothing_half_done_is_kept(
+    web: TestClient, engine: Engine, settings: Settings, session: Session
+) -> None:
+    rid = _staff_request(engine, settings, days_ago=2)
+    _sign_in(web, engine, "controller")
+    page = web.get(f"/console/requests/{rid}").text
+    token = _csrf(page)
+    extended = web.post(
+        f"/console/requests/{rid}/extend",
+        data={"months": "2", "reason": "many records in archives", "csrf_token": token},
+    )
+    assert "Deadline extended" in extended.text
+    assert "extended by 2 month(s)" in extended.text
+    again = web.post(
+        f"/console/requests/{rid}/extend",
+        data={"months": "1", "reason": "more", "csrf_token": token},
+    )
+    assert "flash error" in again.text
+    row = session.get(DsrRequest, uuid.UUID(rid))
+    assert row is not None and row.extended_months == 2
+    rejected = web.post(
+        f"/console/requests/{rid}/reject",
+        data={"ground": "excessive", "reason": "the fifth identical request", "csrf_token": token},
+    )
+    assert "Request rejected" in rejected.text
+    session.expire_all()
+    session.rollback()
+    row = session.get(DsrRequest, uuid.UUID(rid))
+    assert row is not None and row.status == "rejected"
+
+
+def test_every_message_of_the_pages_has_its_french() -> None:
+    from lethe.console import staff
+    from lethe.console.messages_fr import FR
+    from lethe.console.render import TEMPLATES
+
+    used: set[str] = set()
+    for template in TEMPLATES.rglob("*.html"):
+        used |= set(re.findall(r'_\("((?:[^"\\]|\\.)+)"', template.read_text()))
+        used |= set(re.findall(r"_\('((?:[^'\\]|\\.)+)'", template.read_text()))
+    used |= {label for _, label, _ in staff.PAGES}
+    used |= set(re.findall(r'ok="([^"]+)"', Path(staff.__file__).read_text()))
+    keyed = {f"{p}{t.value}" for p in ("type-title:", "type-help:") for t in RequestType}
+    keyed |= {f"status-text:{s.value}" for s in RequestStatus}
+    keyed |= {f"scope:{k.value}" for k in HoldScope}
+    missing = sorted(m for m in used | keyed if m not in FR and not m.endswith(":"))
+    assert missing == []
