@@ -16,6 +16,8 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
+from starlette.requests import HTTPConnection
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 ProxyHeader = Literal["x-forwarded-for", "forwarded"]
@@ -105,3 +107,27 @@ def client_address(
             return str(hop)
         nearest = hop
     return str(nearest)
+
+
+def of_request(
+    request: HTTPConnection, *, proxies: Sequence[Network], header: ProxyHeader
+) -> str | None:
+    """`client_address` of an HTTP request: every public entry (API, privacy centre) uses it."""
+    return client_address(
+        request.client.host if request.client else None,
+        request.headers.getlist(header),
+        proxies=proxies,
+        header=header,
+    )
+
+
+def bucket_key(address: str) -> str:
+    """What the per-address limit counts: an IPv4 address, or an IPv6 address's /64.
+
+    One IPv6 subscriber usually holds a whole /64; counting single addresses would let them
+    rotate through it and never meet the limit.
+    """
+    found = _address(address)
+    if isinstance(found, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((found, 64), strict=False))
+    return str(found) if found is not None else address

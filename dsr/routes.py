@@ -46,12 +46,7 @@ def _config(request: Request) -> svc.DsrConfig:
 def _client_address(request: Request) -> str | None:
     """The address the intake limits count (`LETHE_TRUSTED_PROXIES`, `LETHE_PROXY_HEADER`)."""
     config = _config(request)
-    return addresses.client_address(
-        request.client.host if request.client else None,
-        request.headers.getlist(config.proxy_header),
-        proxies=config.trusted_proxies,
-        header=config.proxy_header,
-    )
+    return addresses.of_request(request, proxies=config.trusted_proxies, header=config.proxy_header)
 
 
 def _problem(exc: DomainError) -> JSONResponse:

@@ -27,7 +27,7 @@ from audit_log import checkpoints
 from audit_log import service as audit
 from audit_log.signing import NoteSigner
 from dsr import otp
-from dsr.client_address import Network, ProxyHeader
+from dsr.client_address import Network, ProxyHeader, bucket_key
 from dsr.deadlines import DUE_SOON_DAYS, InstitutionCalendar
 from dsr.errors import (
     ExtensionRefusedError,
@@ -204,7 +204,7 @@ def file_request(
     if actor is None:
         buckets = [_bucket(config.keyring, "mail", email.lower())]
         if client_address:
-            buckets.append(_bucket(config.keyring, "addr", client_address))
+            buckets.append(_bucket(config.keyring, "addr", bucket_key(client_address)))
         _check_rate(session, config, buckets=buckets, now=now)
 
     subject_id = subjects.find_subject_id(session, config.keyring, email)
@@ -340,7 +340,7 @@ def resend_code(
         raise RequestStateError("the request is closed")
     buckets = [_bucket(config.keyring, "mail", intake.email.lower())]
     if client_address:
-        buckets.append(_bucket(config.keyring, "addr", client_address))
+        buckets.append(_bucket(config.keyring, "addr", bucket_key(client_address)))
     _check_rate(session, config, buckets=buckets, now=now)
     _send_code(session, config=config, request=request, email=intake.email, now=now)
     audit.append(

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
+from dsr import client_address as client_addresses
 from dsr import rights
 from dsr import service as dsr
 from dsr.models import DsrRequest, RequestType
@@ -48,7 +49,11 @@ def _config(request: Request) -> dsr.DsrConfig:
 
 
 def _client(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    # The same client address as the API's intake (forwarding headers of trusted proxies only).
+    config = _config(request)
+    return client_addresses.of_request(
+        request, proxies=config.trusted_proxies, header=config.proxy_header
+    )
 
 
 @router.get("", response_class=HTMLResponse)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -130,3 +131,40 @@ def test_no_client_address_is_logged(settings: Settings, frozen: Any) -> None:
     logged = output.getvalue()
     assert "dsr.intake.rate_limited" in logged
     assert "198.51.100.123" not in logged and "10.11.12.13" not in logged
+
+
+def test_ipv6_clients_are_counted_per_slash_64(settings: Settings, frozen: Any) -> None:
+    trusted = {"trusted_proxies": ["10.0.0.0/8"]}
+    same_64 = [{"X-Forwarded-For": f"2001:db8:1:2::{n:x}"} for n in range(1, 4)]
+    assert _answers(settings, "10.0.0.5", same_64, **trusted) == [202, 202, 429]
+    other_64s = [{"X-Forwarded-For": f"2001:db8:9:{n:x}::1"} for n in range(1, 4)]
+    assert _answers(settings, "10.0.0.5", other_64s, **trusted) == [202, 202, 202]
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found
+    return found.group(1)
+
+
+def test_the_privacy_centre_counts_the_same_client_as_the_api(
+    settings: Settings, frozen: Any
+) -> None:
+    custom = settings.model_copy(
+        update={"intake_rate_per_hour": 2, "trusted_proxies": ["10.0.0.0/8"]}
+    )
+    with TestClient(create_app(custom), client=("10.0.0.5", 4000)) as web:
+
+        def post(n: int, forwarded: str) -> int:
+            home = web.get("/privacy", headers={"X-Forwarded-For": forwarded})
+            data = {"type": "access", "email": f"p{n}@example.org", "csrf_token": _csrf(home.text)}
+            return web.post(
+                "/privacy/requests",
+                data=data,
+                headers={"X-Forwarded-For": forwarded},
+                follow_redirects=False,
+            ).status_code
+
+        # three clients behind the proxy: each its own bucket (not all in the proxy's)
+        assert [post(n, f"198.51.100.{n}") for n in range(3)] == [303, 303, 303]
+        assert [post(n + 3, "198.51.100.50") for n in range(3)] == [303, 303, 429]
