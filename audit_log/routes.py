@@ -6,13 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
+from sqlalchemy.engine import Engine
 
 from audit_log import checkpoints, proofs
 from audit_log import service as audit
+from audit_log.errors import CheckpointNotFoundError
+from audit_log.jobs import checkpoint_if_grown
 from audit_log.schemas import ConsistencyProofOut, EntryOut, InclusionProofOut
 from audit_log.signing import NoteSigner
 from records.errors import ForbiddenError, UnauthenticatedError
-from records.http import Actor, Role, SessionDep, optional_actor, public, requires
+from records.http import Actor, NowDep, Role, SessionDep, optional_actor, public, requires
 from records.pagination import NEXT_LINK_HEADER, strict_query
 from records.types import MAX_INDEX
 
@@ -36,6 +39,7 @@ def signer_of(request: Request) -> NoteSigner:
 def latest_checkpoint(
     request: Request,
     session: SessionDep,
+    now: NowDep,
     actor: Annotated[Actor | None, Depends(optional_actor)],
 ) -> PlainTextResponse:
     """The latest C2SP signed note; open to all unless `checkpoint_public` is false."""
@@ -44,8 +48,15 @@ def latest_checkpoint(
             raise UnauthenticatedError("a valid API key is required (Authorization: Bearer …)")
         if actor.role not in CHECKPOINT_READERS:
             raise ForbiddenError("this API key's role may not use this endpoint")
-    note = checkpoints.latest_or_404(session).note
-    return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
+    found = checkpoints.latest(session)
+    if found is None and audit.size(session) > 0:
+        # Entries but no checkpoint yet (a fresh deployment, before its checkpointer ran): sign
+        # one now rather than answer 404. Only ever happens once per log (later calls read).
+        engine: Engine = request.app.state.engine
+        found = checkpoint_if_grown(engine, signer_of(request), now)
+    if found is None:
+        raise CheckpointNotFoundError("the log is empty: no checkpoint has been made yet")
+    return PlainTextResponse(found.note, media_type="text/plain; charset=utf-8")
 
 
 @router.get(

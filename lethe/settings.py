@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         100, description="Runs deleting fewer records than this never pause for volume."
     )
     checkpoint_interval_minutes: int = Field(15, description="Minutes between audit checkpoints.")
+    checkpoint_freshness_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds after a write by which a signed checkpoint covers it (one is also "
+        "made at startup); 0: only the periodic checkpoint job.",
+    )
 
     # Keys
     kek_file: Path | None = Field(

@@ -60,11 +60,28 @@ def build_wiring(
         settings.effective_audit_key_file, settings.audit_log_origin
     )
     wiring.state["checkpoint_public"] = settings.checkpoint_public
+    _wire_audit(wiring)
     # The scheduler first, so that every domain wired after it can add its jobs
     # (`wiring.state["scheduler"].add(JobSpec(...))`); it only starts when `scheduler` is True.
     _wire_retention(wiring, scheduler=scheduler)
     _wire_dsr(wiring)
     return wiring
+
+
+def _wire_audit(wiring: Wiring) -> None:
+    """The checkpointer of `lethe serve` and `lethe worker` (whether or not the scheduler runs
+    here: an API replica signs what its own requests wrote). CLI commands never start it."""
+    from audit_log.jobs import Checkpointer
+
+    checkpointer = Checkpointer(
+        wiring.engine,
+        wiring.state["audit_signer"],
+        freshness=wiring.settings.checkpoint_freshness_seconds,
+    )
+    wiring.state["checkpointer"] = checkpointer
+    if wiring.settings.checkpoint_freshness_seconds > 0:
+        wiring.on_start.append(checkpointer.start)
+        wiring.on_stop.append(checkpointer.stop)
 
 
 def _wire_retention(wiring: Wiring, *, scheduler: bool) -> None:
