@@ -32,4 +32,13 @@ EN: dict[str, str] = {
     "scope:record": "A single record (id)",
     "pause:volume": "far more deletions than usual",
     "pause:rule_change": "a retention rule changed since the last run",
+    # enum values shown to staff, in words
+    "awaiting_identity": "awaiting identity",
+    "awaiting_assessment": "awaiting assessment",
+    "manifestly_unfounded": "manifestly unfounded (EUDPR Art. 14(5))",
+    "excessive": "excessive (EUDPR Art. 14(5))",
+    "art_25_restriction": "restricted under EUDPR Art. 25",
+    "identity_not_established": "identity not established (EUDPR Art. 14(6))",
+    "controller": "controller",
+    "dpo": "DPO",
 }  # fmt: skip
