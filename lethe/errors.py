@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
@@ -34,11 +35,18 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     # Name the field and the reason; never echo the value (`input`), it may be personal data.
+    # A key the client made up (an undeclared field, a key of a free-form object) is a value too.
     out = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts = [p for p in err.get("loc", ()) if p != "body"]
+        if err.get("type") == "extra_forbidden" and parts:
+            parts[-1] = "(undeclared field)"
+        loc = ".".join(str(p) if _NAME.fullmatch(str(p)) else "(key)" for p in parts)
         out.append({"field": loc, "reason": str(err.get("msg", "invalid"))})
     return out
+
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}|[0-9]{1,9}|\(undeclared field\)")
 
 
 # Seconds a client is told to wait when the database is busy: about one import batch.

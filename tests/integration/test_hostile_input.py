@@ -446,6 +446,7 @@ HOSTILE_BODIES: list[bytes] = [
     f'{{"x": "{CANARY}\\ud800"}}'.encode(),
     ("[" * 5000).encode(),
     json.dumps({"id": 2**70, "email": CANARY, "occurred_at": "9999-12-31T23:59:59Z"}).encode(),
+    json.dumps({CANARY: 1, "scope": {CANARY: 1}, "subject": {CANARY: 1}}).encode(),
     json.dumps(
         {
             "type": "rectification",
