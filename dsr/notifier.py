@@ -6,8 +6,8 @@ the outbox row id only. The development outbox keeps the whole message (that is 
 developer reads it there), so it must not be used with real data subjects; even so it keeps
 nothing longer than needed:
 
-- a message carrying a one-time code or a package link expires with that secret (the latest of
-  the request's `otp_expires_at` / `package_token_expires_at` still ahead when it is written);
+- a message carrying a one-time code or a package link expires with that secret (the request's
+  `otp_expires_at` while identity is awaited, its `package_token_expires_at` once answered);
   any other message after `OutboxNotifier.keep`;
 - a message to a data subject carries the subject's id, and goes with the subject: at once when a
   request erases them (`forget_subjects`), within the disposition batch that destroys their key
@@ -34,7 +34,7 @@ from sqlalchemy import delete, or_, select
 from sqlmodel import Session, col
 
 from dsr.errors import NotificationError
-from dsr.models import DsrRequest, NotificationOutbox
+from dsr.models import DsrRequest, NotificationOutbox, RequestStatus
 from records.models import Subject
 
 log = structlog.get_logger(__name__)
@@ -90,11 +90,14 @@ class OutboxNotifier:
         )
         if request is None or not message.to_subject:
             return None, until
-        secrets = [
-            t
-            for t in (request.otp_expires_at, request.package_token_expires_at)
-            if t is not None and t > now
+        # A code is only written while identity is awaited, a package link only when the
+        # request is answered; any other message of the request carries neither.
+        awaiting = request.status in (RequestStatus.awaiting_identity, RequestStatus.locked)
+        live = [
+            request.otp_expires_at if awaiting else None,
+            None if awaiting else request.package_token_expires_at,
         ]
+        secrets = [t for t in live if t is not None and t > now]
         if secrets:
             until = min(until, max(secrets))
         subject_id = request.subject_id
