@@ -55,9 +55,15 @@ def test_subject_files_access_verifies_by_email_code_and_downloads_the_package(
 
     page.goto("/privacy")
     pages.look(page, "privacy-home")
-    page.get_by_label("Tell me what you hold about me, and give me a copy").check()
-    page.get_by_label("Your e-mail address").fill(EMAIL)
-    page.get_by_role("button", name="Send my request").click()
+    # By keyboard alone: the first Tab reaches the skip link; the form is sent with Enter.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    assert page.get_by_label("Tell me what you hold about me, and give me a copy").is_checked()
+    page.get_by_label("Your e-mail address").focus()
+    page.keyboard.type(EMAIL)
+    page.keyboard.press("Enter")
     page.get_by_role("heading", name="Check your e-mail").wait_for()
     request_id = page.get_by_test_id("reference").inner_text()
     pages.look(page, "enter-code")
@@ -96,7 +102,7 @@ def test_subject_files_access_verifies_by_email_code_and_downloads_the_package(
     json_link = live.wait_for_mail(request_id, r"(http\S+/package\?token=\S+format=json)")
     page.goto(html_link)
     assert CV in page.content()
-    page.screenshot(path=str(pages.folder / "package.png"), full_page=True)
+    pages.look(page, "package")
     downloaded = page.request.get(json_link)
     assert downloaded.status == 200
     package = json.loads(downloaded.text())
