@@ -424,3 +424,34 @@ def test_every_message_of_the_pages_has_its_french() -> None:
     keyed |= {f"scope:{k.value}" for k in HoldScope}
     missing = sorted(m for m in used | keyed if m not in FR and not m.endswith(":"))
     assert missing == []
+
+
+@pytest.mark.usefixtures("registry")
+def test_dpo_releases_a_hold_with_a_reason(
+    web: TestClient, engine: Engine, session: Session
+) -> None:
+    _sign_in(web, engine, "dpo")
+    token = _csrf(web.get("/console/holds").text)
+    web.post(
+        "/console/holds",
+        data={
+            "scope_kind": "policy",
+            "scope_value": "DPR-EC-01488",
+            "reason": "audit by the EDPS",
+            "csrf_token": token,
+        },
+    )
+    page = web.get("/console/holds").text
+    hold_id = re.search(r'action="/console/holds/([0-9a-f-]{36})/release"', page)
+    assert hold_id
+    refused = web.post(
+        f"/console/holds/{hold_id.group(1)}/release", data={"reason": " ", "csrf_token": token}
+    )
+    assert "a reason is required" in refused.text
+    released = web.post(
+        f"/console/holds/{hold_id.group(1)}/release",
+        data={"reason": "audit closed", "csrf_token": token},
+    )
+    assert "Legal hold released." in released.text
+    assert "No active hold." in released.text
+    assert "audit closed" in released.text
