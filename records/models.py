@@ -123,6 +123,13 @@ class PersonalRecord(SQLModel, table=True):
         Index("ix_personal_record_context", "context"),
         Index("ix_personal_record_subject_id", "subject_id"),
         Index("ix_personal_record_policy", "policy"),
+        Index(
+            "ux_personal_record_external",
+            "external_connector",
+            "external_table",
+            "external_key",
+            unique=True,
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid(), primary_key=True))
@@ -158,6 +165,13 @@ class PersonalRecord(SQLModel, table=True):
     )
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # Where the data lives when a connector indexed it from a source system (payload NULL):
+    # the connector, the table and the row's key as canonical JSON.
+    external_connector: str | None = Field(
+        default=None, sa_column=Column(String(100), nullable=True)
+    )
+    external_table: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    external_key: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
 
 
 class BusinessEvent(SQLModel, table=True):

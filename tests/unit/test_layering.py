@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ["lethe", "dsr", "retention", "policies", "audit_log", "records"]  # top → bottom
+LAYERS = [
+    "lethe",
+    "dsr",
+    "retention",
+    "connectors",
+    "policies",
+    "audit_log",
+    "records",
+]  # top → bottom
 
 
 def imported_packages(path: Path) -> set[str]:

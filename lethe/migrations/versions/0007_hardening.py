@@ -62,9 +62,28 @@ def upgrade() -> None:
         batch.add_column(sa.Column("otp_locked_at", UTCDateTime(), nullable=True))
     # --- retention: dry runs, checkpoints ---
     pass
+    # --- connectors: external locations ---
+    # A record indexed from a source system (connectors/): where its data lives (connector,
+    # table, key as canonical JSON); its payload stays NULL, the row is read live.
+    with op.batch_alter_table("personal_record") as batch:
+        batch.add_column(sa.Column("external_connector", sa.String(100), nullable=True))
+        batch.add_column(sa.Column("external_table", sa.String(100), nullable=True))
+        batch.add_column(sa.Column("external_key", sa.String(500), nullable=True))
+    op.create_index(
+        "ux_personal_record_external",
+        "personal_record",
+        ["external_connector", "external_table", "external_key"],
+        unique=True,
+    )
 
 
 def downgrade() -> None:
+    # --- connectors: external locations ---
+    op.drop_index("ux_personal_record_external", table_name="personal_record")
+    with op.batch_alter_table("personal_record") as batch:
+        batch.drop_column("external_key")
+        batch.drop_column("external_table")
+        batch.drop_column("external_connector")
     # --- retention: dry runs, checkpoints ---
     # --- dsr: outbox, OTP, intake ---
     with op.batch_alter_table("dsr_request") as batch:
