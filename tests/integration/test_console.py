@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -29,6 +28,7 @@ from policies.loader import registry_dir
 from records.db import unit_of_work, utc_now
 from records.http import Actor, Role
 from retention.models import HoldScope
+from tests.routes import api_routes
 
 CANARY_EMAIL = "console.canary-7f3a@example.org"
 
@@ -252,20 +252,11 @@ def test_sign_out_clears_the_session(web: TestClient, engine: Engine) -> None:
     assert web.get("/console", follow_redirects=False).status_code == 303
 
 
-def _flatten(routes: list[Any]) -> Iterator[APIRoute]:
-    """Routes of the app and of its included routers (FastAPI keeps those as one item each)."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield route
-        elif hasattr(route, "original_router"):
-            yield from _flatten(list(route.original_router.routes))
-
-
 def test_console_and_privacy_routes_declare_their_access(settings: Settings) -> None:
     from tests.integration.test_service import _declares_access
 
     app = create_app(settings)
-    pages = [r for r in _flatten(list(app.routes)) if r.path.startswith(("/console", "/privacy"))]
+    pages = [r for r in api_routes(app) if r.path.startswith(("/console", "/privacy"))]
     assert len(pages) > 20
     assert [r.path for r in pages if not _declares_access(r)] == []
 
