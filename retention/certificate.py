@@ -97,12 +97,19 @@ def body(session: Session, *, run: PurgeRun, now: datetime, ctx: PurgeContext) -
         "skipped_stale": _ids(session, run, ItemOutcome.skipped_stale),
         "failed": _failed(session, run),
         "subject_keys_destroyed": keys_destroyed,
-        "residual_copies": {
-            "live_database": "none: rows deleted, subject data keys destroyed",
-            "backups": "encrypted payloads stay in backups; their data keys are wrapped by a "
-            "key epoch that is destroyed at the latest at backups_readable_until",
-            "backups_readable_until": audit.format_time(readable_until),
-        },
+        "residual_copies": _residual_copies(run, readable_until),
+    }
+
+
+def _residual_copies(run: PurgeRun, readable_until: datetime) -> dict[str, Any]:
+    if run.dry_run:
+        # A dry run changed nothing: claiming rows deleted and keys destroyed would be false.
+        return {"live_database": "unchanged: dry run, nothing was deleted or destroyed"}
+    return {
+        "live_database": "none: rows deleted, subject data keys destroyed",
+        "backups": "encrypted payloads stay in backups; their data keys are wrapped by a "
+        "key epoch that is destroyed at the latest at backups_readable_until",
+        "backups_readable_until": audit.format_time(readable_until),
     }
 
 

@@ -115,6 +115,11 @@ def test_a_dry_run_over_the_api_reports_its_plan_and_changes_nothing(
     # the plan stays readable, and a real run carries none
     again = client.get(f"/v1/purges/{body['id']}", headers=auth_headers("auditor")).json()
     assert again["planned"] == planned
+    # its certificate does not claim that anything was deleted or destroyed
+    cert = client.get(f"/v1/purges/{body['id']}/certificate", headers=auth_headers("auditor"))
+    assert cert.status_code == 200, cert.text
+    residual = cert.json()["certificate"]["residual_copies"]
+    assert residual["live_database"].startswith("unchanged: dry run")
     real = client.post("/v1/purges", json={"dry_run": False}, headers=auth_headers("dpo")).json()
     assert real["planned"] is None
     assert snapshot(engine) != before
