@@ -54,6 +54,9 @@ class Plan:
     format: str
     policies: tuple[str, ...]  # the processing records whose data is in the package
     count: int
+    # Staff other than the DPO read a package without restricted records' data (only storage
+    # is allowed while restricted, EUDPR Art. 20); the subject's own download has it all.
+    withhold_restricted: bool = False
 
 
 def token_valid(request: DsrRequest, token: str | None, *, now: datetime) -> bool:
@@ -67,7 +70,13 @@ def token_valid(request: DsrRequest, token: str | None, *, now: datetime) -> boo
 
 
 def plan(
-    session: Session, *, config: DsrConfig, request: DsrRequest, format: str, now: datetime
+    session: Session,
+    *,
+    config: DsrConfig,
+    request: DsrRequest,
+    format: str,
+    now: datetime,
+    withhold_restricted: bool = False,
 ) -> Plan:
     kind = RequestType(request.type)
     if kind not in (RequestType.access, RequestType.portability):
@@ -110,6 +119,7 @@ def plan(
         format=format,
         policies=tuple(sorted(held)),
         count=count,
+        withhold_restricted=withhold_restricted,
     )
 
 
@@ -176,6 +186,7 @@ def _items(session: Session, config: DsrConfig, plan: Plan) -> Iterator[dict[str
                 {"recipient": d.recipient, "disclosed_at": d.disclosed_at.isoformat()}
             )
         for r in rows:
+            withheld = plan.withhold_restricted and r.restricted_at is not None
             data = (
                 json.loads(
                     crypto.open_sealed(
@@ -185,7 +196,7 @@ def _items(session: Session, config: DsrConfig, plan: Plan) -> Iterator[dict[str
                         records.payload_binding(r.id, plan.subject_id),
                     )
                 )
-                if r.payload is not None
+                if r.payload is not None and not withheld
                 else None
             )
             yield {
@@ -209,6 +220,9 @@ def _items(session: Session, config: DsrConfig, plan: Plan) -> Iterator[dict[str
                 "restriction_ground": r.restriction_ground,
                 "disclosed_to": disclosed.get(r.id, []),
                 "data": data,
+                "withheld": "restricted: only the data subject and the DPO read it"
+                if withheld
+                else None,
             }
         if len(rows) < BATCH:
             return

@@ -369,7 +369,15 @@ def package(
     staff = actor is not None and actor.role is Role.controller
     if not staff and not packages.token_valid(row, token, now=now):
         raise PackageAccessError("a valid download token or a controller key is required")
-    plan = packages.plan(session, config=config, request=row, format=format, now=now)
+    # A controller's key reads the package without restricted data; the requester's token all.
+    plan = packages.plan(
+        session,
+        config=config,
+        request=row,
+        format=format,
+        now=now,
+        withhold_restricted=staff and not packages.token_valid(row, token, now=now),
+    )
     packages.record_download(
         session,
         request=row,

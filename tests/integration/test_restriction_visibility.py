@@ -247,3 +247,27 @@ def test_the_subjects_access_package_includes_their_restricted_data(
     assert records[ids["not_invited"]]["data"]["cv"] == CANARY_CV
     assert records[ids["not_invited"]]["restricted"] is True
     assert records[ids["not_selected"]]["restricted"] is False
+
+
+def test_a_controller_downloading_the_package_does_not_read_restricted_data(
+    client: TestClient, engine: Engine, auth_headers: KeyFactory, frozen: Any
+) -> None:
+    ids = _candidate(client, engine, auth_headers)
+    rid = file_and_verify(client, engine, "access")
+    controller = auth_headers("controller")
+    process(client, rid, controller)
+    for fmt in ("json", "html", "csv"):
+        staff = client.get(f"/v1/requests/{rid}/package?format={fmt}", headers=controller)
+        assert staff.status_code == 200, staff.text
+        # both applications carry the CV: only the unrestricted (not-selected) one shows it
+        assert staff.text.count(CANARY_CV) == 1, fmt
+    records = {
+        r["id"]: r
+        for r in client.get(f"/v1/requests/{rid}/package", headers=controller).json()["records"]
+    }
+    assert records[ids["not_invited"]]["data"] is None
+    assert records[ids["not_invited"]]["withheld"].startswith("restricted")
+    assert records[ids["not_selected"]]["data"]["n"] == 2
+    # the requester's own link still has everything
+    own = client.get(link_of(engine, rid, "json")).json()
+    assert {r["id"]: r for r in own["records"]}[ids["not_invited"]]["data"]["cv"] == CANARY_CV
