@@ -51,10 +51,12 @@ def unsafe_text_reason(value: str) -> str | None:
     return None
 
 
-def _safe_text(value: str) -> str:
-    reason = unsafe_text_reason(value)
-    if reason is not None:
-        raise ValueError(reason)
+def _safe_text(value: Any) -> Any:
+    # Before the str schema, so its length constraints keep their own messages.
+    if isinstance(value, str):
+        reason = unsafe_text_reason(value)
+        if reason is not None:
+            raise ValueError(reason)
     return value
 
 
@@ -120,7 +122,7 @@ def _json_object(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-SafeStr = Annotated[str, AfterValidator(_safe_text)]
+SafeStr = Annotated[str, BeforeValidator(_safe_text)]
 """Text that every backend stores as sent: no NUL, no lone surrogate."""
 
 Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_in_range)]

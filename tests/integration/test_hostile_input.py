@@ -104,6 +104,23 @@ def test_a_10_mb_public_request_is_413_and_stores_nothing(
     assert _count(engine, DsrRequest) == 0
 
 
+def test_free_text_and_changes_are_bounded_field_by_field_under_the_body_limit(
+    client: TestClient, engine: Engine
+) -> None:
+    too_long = {"type": "rectification", "email": "a@example.eu", "changes": {"cv": "x" * 20_000}}
+    too_many = {
+        "type": "rectification",
+        "email": "a@example.eu",
+        "changes": {f"field_{i}": "x" for i in range(201)},
+    }
+    details = {"type": "access", "email": "a@example.eu", "details": "x" * 4001}
+    for body in (too_long, too_many, details):
+        _refused(client.post("/v1/requests", json=body), 422)
+    assert _count(engine, DsrRequest) == 0
+    fine = {"type": "rectification", "email": "a@example.eu", "changes": {"cv": "x" * 5_000}}
+    assert client.post("/v1/requests", json=fine).status_code == 202
+
+
 @pytest.mark.parametrize(
     "path",
     ["/v1/records", "/v1/subjects", "/v1/events", "/v1/holds", "/v1/purges", "/v1/policies"],
