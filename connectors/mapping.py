@@ -48,19 +48,20 @@ def _column_ref(value: str) -> str:
 
 
 class Join(_Strict):
-    """One step of a join chain: `table` joined on `{left column: column of table}`."""
+    """One step of a join chain: `table` joined where `{left column: column of table}` match
+    (`match`, not `on`: YAML 1.1 reads a bare `on` as the boolean true)."""
 
     table: str
-    on: dict[str, str] = Field(min_length=1)
+    match: dict[str, str] = Field(min_length=1)
 
     @field_validator("table")
     @classmethod
     def _table(cls, value: str) -> str:
         return _ident(value)
 
-    @field_validator("on")
+    @field_validator("match")
     @classmethod
-    def _on(cls, value: dict[str, str]) -> dict[str, str]:
+    def _match(cls, value: dict[str, str]) -> dict[str, str]:
         for left, right in value.items():
             _column_ref(left)
             _ident(right)
@@ -190,7 +191,7 @@ class TableMapping(_Strict):
         refs += [r for r in (self.subject.external_id, self.subject.name) if r]
         refs += [r for r in (self.outcome, self.context) if r]
         for step in self.join:
-            refs += list(step.on)
+            refs += list(step.match)
         return refs
 
 

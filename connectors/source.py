@@ -168,7 +168,7 @@ class Source:
                         owner, _, name = ref.rpartition(".")
                         wanted.setdefault(owner or table.name, set()).add(name)
                     for step in table.join:
-                        wanted.setdefault(step.table, set()).update(step.on.values())
+                        wanted.setdefault(step.table, set()).update(step.match.values())
                     wanted[table.name] |= set(table.erasure.columns) | set(table.expose or ())
                     wanted[table.name] |= set(table.rectify.values())
                     missing: list[str] = []
@@ -214,7 +214,7 @@ class Source:
         for step in table.join:
             target = self._table(step.table)
             condition = and_(
-                *(self._column(table, left) == target.c[right] for left, right in step.on.items())
+                *(self._column(table, left) == target.c[right] for left, right in step.match.items())
             )
             joined = joined.join(target, condition)
         return select(*wanted).select_from(joined)

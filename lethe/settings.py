@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     requests_alert_to: str | None = Field(
         None, description="Mailbox told daily of overdue and soon-due data-subject requests."
     )
+    connectors_dir: Path | None = Field(
+        None, description="Connector mapping files (`*.yaml`); unset: the packaged registry."
+    )
+    connector_secrets_file: Path | None = Field(
+        None, description="Connector secrets (password, url, hash_key per connector), YAML/JSON."
+    )
 
     @field_validator("trusted_proxies", mode="after")
     @classmethod

@@ -64,6 +64,7 @@ def build_wiring(
     # The scheduler first, so that every domain wired after it can add its jobs
     # (`wiring.state["scheduler"].add(JobSpec(...))`); it only starts when `scheduler` is True.
     _wire_retention(wiring, scheduler=scheduler)
+    _wire_connectors(wiring)
     _wire_dsr(wiring)
     return wiring
 
@@ -226,3 +227,16 @@ def _wire_dsr(wiring: Wiring) -> None:
             min_gap=timedelta(hours=12),
         )
     )
+
+
+def _wire_connectors(wiring: Wiring) -> None:
+    """Source systems' databases (connectors/): the purge and the rights act there."""
+    from connectors.registry import PACKAGED, Registry, Secrets
+    from retention.external import ExternalActions
+
+    s = wiring.settings
+    registry = Registry(s.connectors_dir or PACKAGED, Secrets.load(s.connector_secrets_file))
+    actions = ExternalActions(registry)
+    wiring.state["external_actions"] = actions
+    wiring.state["purge_context"].external = actions
+    wiring.on_stop.append(registry.dispose)

@@ -34,6 +34,7 @@ from records import service as records
 from records.db import UTCDateTime, begin_write, unit_of_work
 from records.http import Actor
 from records.models import DataKey, DueAction, PersonalRecord, RecordStatus, Subject
+from retention import external as external_records
 from retention import holds
 from retention.errors import RunNotFoundError, RunNotPausedError
 from retention.models import ItemOutcome, PurgeBatch, PurgeItem, PurgeRun, RunStatus
@@ -102,6 +103,9 @@ class PurgeContext:
     # Called in a batch's transaction with the subjects whose data key it destroyed, so that
     # upper layers forget what they keep about them (dsr's outbox; wired by lethe).
     on_subjects_erased: Callable[[Session, list[uuid.UUID], datetime], Any] | None = None
+    # Acts at the source systems for external records (connectors; wired by lethe). None: an
+    # external record falls due as failed, never as done.
+    external: external_records.ExternalActions | None = None
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -332,6 +336,10 @@ _COLUMNS = (
     "handover_to",
     "restricted_at",
     "restriction_ground",
+    # connectors: where an external record's data lives (retention/external.py acts there)
+    "external_connector",
+    "external_table",
+    "external_key",
 )
 
 
@@ -513,7 +521,18 @@ def _act(
     ctx: PurgeContext,
 ) -> None:
     table = PersonalRecord.__table__  # type: ignore[attr-defined]
-    doomed = [r.id for r in plan.get(ItemOutcome.deleted, [])]
+    # External records first: their rows are erased at the source, or they fail (and stay).
+    tombstones = external_records.act_in_purge(
+        session,
+        plan,
+        deleted=ItemOutcome.deleted,
+        anonymised=ItemOutcome.anonymised,
+        failed=ItemOutcome.failed,
+        notes=notes,
+        now=now,
+        actions=ctx.external,
+    )
+    doomed = [r.id for r in plan.get(ItemOutcome.deleted, []) if r.id not in tombstones]
     if doomed:
         try:
             with session.begin_nested():

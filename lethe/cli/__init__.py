@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from lethe.cli import audit as audit_cli
+from lethe.cli import connectors as connectors_cli
 from lethe.cli import core
 from lethe.cli import policies as policies_cli
 from lethe.cli import records as records_cli
@@ -25,6 +26,7 @@ audit_cli.register(app)
 retention_cli.register(app)
 requests_cli.register(app)
 subjects_cli.register(app)
+connectors_cli.register(app)
 
 
 def main() -> None:
