@@ -28,6 +28,7 @@ from lethe.app import create_app
 from lethe.settings import Settings
 from lethe.wiring import build_wiring
 from records.db import make_engine, unit_of_work
+from tests.integration.test_db_busy import write_lock_held
 
 NOW = datetime(2026, 3, 27, 11, 0, tzinfo=UTC)
 CANARY_EMAIL = "canary-7f3a@example.org"
@@ -190,3 +191,23 @@ def test_replicas_checkpointing_at_once_sign_each_size_once(
     assert sizes == [4, 4, 4]
     with Session(engine) as s:
         assert s.exec(select(col(AuditCheckpoint.size))).all() == [4]
+
+
+def test_a_busy_database_delays_the_checkpoint_and_never_breaks_the_reader_or_the_checkpointer(
+    quiet: Settings, engine: Engine
+) -> None:
+    busy = quiet.model_copy(update={"database_busy_timeout_seconds": 0.3})
+    _grow(engine, 2)
+    busy_engine = make_engine(busy.effective_database_url, busy_timeout=0.3)
+    checkpointer = Checkpointer(busy_engine, _signer(busy), freshness=3600)
+    try:
+        with _client(busy) as client, write_lock_held(busy.effective_database_url):
+            response = client.get("/v1/audit/checkpoint")
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"]
+            assert checkpointer.run_once() is None  # logged, not raised
+        assert [c.size for c in _checkpoints(engine)] == []
+        made = checkpointer.run_once()
+        assert made is not None and made.size == 2
+    finally:
+        busy_engine.dispose()
