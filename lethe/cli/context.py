@@ -11,11 +11,13 @@ import typer
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from lethe.logging import configure_logging
 from lethe.settings import Settings
 from lethe.wiring import Wiring, build_wiring
-from records.db import make_engine
+from records.db import is_busy_error, make_engine
 from records.errors import DomainError
 
 console = Console()
@@ -45,6 +47,15 @@ def cli_context() -> Iterator[CliContext]:
         yield CliContext(settings=settings, engine=engine, wiring=wiring)
     except DomainError as exc:
         err_console.print(f"[bold red]error:[/] {exc.detail}")
+        raise typer.Exit(1) from exc
+    except (DBAPIError, PoolTimeoutError) as exc:
+        if not is_busy_error(exc):
+            raise
+        # Batched commands (import, purge, rotate-kek) keep what they committed: run it again.
+        err_console.print(
+            "[bold red]error:[/] the database stayed busy (another writer held its lock); "
+            "run the command again"
+        )
         raise typer.Exit(1) from exc
     finally:
         engine.dispose()

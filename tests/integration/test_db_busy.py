@@ -238,3 +238,19 @@ def test_public_intake_mid_way_through_a_cli_import_commits_between_its_batches(
     actions = _actions(session)
     assert actions[:2] == ["records.record.ingested", "dsr.request.received"]
     assert actions.count("records.record.ingested") == 3
+
+
+def test_a_cli_import_against_a_held_lock_says_so_in_one_line_and_exits_1(
+    busy_settings: Settings, loaded: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LETHE_DATABASE_URL", busy_settings.effective_database_url)
+    monkeypatch.setenv("LETHE_DATA_DIR", str(busy_settings.data_dir))
+    monkeypatch.setenv("LETHE_DATABASE_BUSY_TIMEOUT_SECONDS", str(BUSY_SECONDS))
+    path = tmp_path / "records.ndjson"
+    path.write_text(_line(1) + "\n")
+    with write_lock_held(busy_settings.effective_database_url):
+        result = CliRunner().invoke(cli_app, ["import", str(path)])
+    assert result.exit_code == 1
+    assert "the database stayed busy" in result.stderr
+    assert "Traceback" not in result.output
+    assert "importee1@example.eu" not in result.output
