@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from audit_log.jobs import Checkpointer
 from lethe.logging import configure_logging
 from lethe.settings import Settings
 from lethe.wiring import Wiring, build_wiring
@@ -43,6 +44,10 @@ def cli_context() -> Iterator[CliContext]:
         settings.effective_database_url, busy_timeout=settings.database_busy_timeout_seconds
     )
     wiring = build_wiring(settings, engine, CollectorRegistry())
+    # A command that appended to the audit trail (import, purge, holds…) leaves it signed.
+    checkpointer: Checkpointer = wiring.state["checkpointer"]
+    if settings.checkpoint_freshness_seconds > 0:
+        checkpointer.watch()
     try:
         yield CliContext(settings=settings, engine=engine, wiring=wiring)
     except DomainError as exc:
@@ -58,6 +63,9 @@ def cli_context() -> Iterator[CliContext]:
         )
         raise typer.Exit(1) from exc
     finally:
+        if checkpointer.pending:
+            checkpointer.run_once()
+        checkpointer.unwatch()
         engine.dispose()
 
 

@@ -19,12 +19,14 @@ from freezegun import freeze_time
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+from typer.testing import CliRunner
 
 from audit_log import checkpoints, service
 from audit_log.jobs import Checkpointer, checkpoint_if_grown
 from audit_log.models import AuditCheckpoint
 from audit_log.signing import NoteSigner, Verifier, open_note
 from lethe.app import create_app
+from lethe.cli import app as cli_app
 from lethe.settings import Settings
 from lethe.wiring import build_wiring
 from records.db import make_engine, unit_of_work
@@ -211,3 +213,21 @@ def test_a_busy_database_delays_the_checkpoint_and_never_breaks_the_reader_or_th
         assert made is not None and made.size == 2
     finally:
         busy_engine.dispose()
+
+
+@pytest.mark.parametrize("freshness", ["5", "0"])
+def test_a_cli_command_that_wrote_to_the_log_leaves_it_signed(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch, freshness: str
+) -> None:
+    monkeypatch.setenv("LETHE_DATABASE_URL", settings.effective_database_url)
+    monkeypatch.setenv("LETHE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("LETHE_CHECKPOINT_FRESHNESS_SECONDS", freshness)
+    args = ["events", "add", "--type", "call.closed", "--context", "EC/2024/CNECT/443651"]
+    result = CliRunner().invoke(cli_app, [*args, "--occurred-at", "2024-03-27T12:00:00+01:00"])
+    assert result.exit_code == 0, result.output
+    size = _log_size(engine)
+    assert size >= 1
+    expected = [size] if freshness != "0" else []
+    assert [c.size for c in _checkpoints(engine)] == expected
+    CliRunner().invoke(cli_app, ["audit", "public-key"])  # wrote nothing: signs nothing
+    assert [c.size for c in _checkpoints(engine)] == expected
