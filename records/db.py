@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, create_engine
@@ -81,7 +81,11 @@ def make_engine(
         kwargs["pool_size"] = pool_size
         kwargs["pool_pre_ping"] = True
         if url.startswith("postgresql"):
-            kwargs["connect_args"] = {"options": f"-c lock_timeout={millis}"}
+            # Keep any `options` the URL carries (connect_args would replace them).
+            given = make_url(url).query.get("options")
+            given = " ".join(given) if isinstance(given, tuple) else given
+            options = f"-c lock_timeout={millis}"
+            kwargs["connect_args"] = {"options": f"{given} {options}" if given else options}
     engine = create_engine(url, **kwargs)
     if is_sqlite(url):
         _configure_sqlite(engine, busy_timeout_ms=millis)
