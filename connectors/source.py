@@ -44,6 +44,7 @@ from sqlalchemy.sql import ColumnElement, Select
 
 from connectors.errors import SourceError
 from connectors.mapping import HASH_PREFIX, ConnectorMapping, EraseAction, MaskWith, TableMapping
+from records.errors import InvalidInputError
 
 CHUNK = 500
 
@@ -214,7 +215,10 @@ class Source:
         for step in table.join:
             target = self._table(step.table)
             condition = and_(
-                *(self._column(table, left) == target.c[right] for left, right in step.match.items())
+                *(
+                    self._column(table, left) == target.c[right]
+                    for left, right in step.match.items()
+                )
             )
             joined = joined.join(target, condition)
         return select(*wanted).select_from(joined)
@@ -415,7 +419,7 @@ class Source:
         for field, value in changes.items():
             column = table.rectify.get(field, field)
             if column not in base.c or column in table.key:
-                raise SourceError(
+                raise InvalidInputError(
                     f"connector {self.mapping.name}: table {table.name} has no field {field}"
                 )
             values[column] = value

@@ -31,6 +31,7 @@ from records import crypto
 from records import service as records
 from records.db import new_session
 from records.models import PersonalRecord, Subject
+from retention import external as external_records
 
 BATCH = 500
 RIGHTS_TEXT = (
@@ -155,6 +156,10 @@ _COLUMNS = (
     "status",
     "restricted_at",
     "restriction_ground",
+    # connectors: an external record's data is read live at its source
+    "external_connector",
+    "external_table",
+    "external_key",
 )
 
 
@@ -185,20 +190,30 @@ def _items(session: Session, config: DsrConfig, plan: Plan) -> Iterator[dict[str
             disclosed.setdefault(d.record_id, []).append(
                 {"recipient": d.recipient, "disclosed_at": d.disclosed_at.isoformat()}
             )
+        live, unreadable = external_records.live_data(config.external, rows)
         for r in rows:
             withheld = plan.withhold_restricted and r.restricted_at is not None
-            data = (
-                json.loads(
-                    crypto.open_sealed(
-                        data_key,
-                        key_id,
-                        r.payload,
-                        records.payload_binding(r.id, plan.subject_id),
+            if r.external_connector is not None:
+                data = None if withheld else live.get(r.id)
+            else:
+                data = (
+                    json.loads(
+                        crypto.open_sealed(
+                            data_key,
+                            key_id,
+                            r.payload,
+                            records.payload_binding(r.id, plan.subject_id),
+                        )
                     )
+                    if r.payload is not None and not withheld
+                    else None
                 )
-                if r.payload is not None and not withheld
-                else None
-            )
+            if r.id in unreadable and not withheld:
+                withheld_note: str | None = external_records.UNAVAILABLE
+            else:
+                withheld_note = (
+                    "restricted: only the data subject and the DPO read it" if withheld else None
+                )
             yield {
                 "id": str(r.id),
                 "policy": r.policy,
@@ -207,7 +222,12 @@ def _items(session: Session, config: DsrConfig, plan: Plan) -> Iterator[dict[str
                 "subject_category": r.subject_category,
                 "context": r.context,
                 "outcome": r.outcome,
-                "source": r.source or "provided by you",
+                "source": r.source
+                or (
+                    f"read live from {r.external_connector}"
+                    if r.external_connector
+                    else "provided by you"
+                ),
                 "collected_at": r.collected_at.isoformat(),
                 "retention": {
                     "rule_id": r.rule_id,
@@ -220,9 +240,7 @@ def _items(session: Session, config: DsrConfig, plan: Plan) -> Iterator[dict[str
                 "restriction_ground": r.restriction_ground,
                 "disclosed_to": disclosed.get(r.id, []),
                 "data": data,
-                "withheld": "restricted: only the data subject and the DPO read it"
-                if withheld
-                else None,
+                "withheld": withheld_note,
             }
         if len(rows) < BATCH:
             return

@@ -36,6 +36,7 @@ from records import crypto
 from records import service as records
 from records.http import Actor
 from records.models import RULE_RESTRICTION_GROUND, PersonalRecord
+from retention import external as external_records
 from retention import holds
 from retention.due import Evaluator, UnknownPolicyError
 from retention.models import LegalHold
@@ -506,11 +507,19 @@ def _rectification(
     for batch in _batches(session, request.subject_id):
         for record in batch:
             wanted = {**everywhere, **per_record.pop(str(record.id), {})}
-            if not wanted or record.payload is None:
+            external = record.external_connector is not None
+            if not wanted or (record.payload is None and not external):
                 continue
-            payload = records.decrypt_payload(
-                session, keyring=config.keyring, record=record, cache=cache
-            )
+            if external:
+                # connectors: the row as it is now at its source (None: unreadable or gone)
+                live = external_records.live_fields(config.external, record)
+                if live is None:
+                    continue
+                payload = live
+            else:
+                payload = records.decrypt_payload(
+                    session, keyring=config.keyring, record=record, cache=cache
+                )
             applicable = {
                 k: v for k, v in wanted.items() if k in payload or str(record.id) in changes
             }
@@ -529,13 +538,16 @@ def _rectification(
                     )
                     continue
             payload.update(applicable)
-            key_id, plain = cache.get(session, record.subject_id)
-            record.payload = crypto.seal(
-                plain,
-                key_id,
-                records.canonical_json(payload),
-                records.payload_binding(record.id, record.subject_id),
-            )
+            if external:
+                external_records.rectify(config.external, record, applicable)
+            else:
+                key_id, plain = cache.get(session, record.subject_id)
+                record.payload = crypto.seal(
+                    plain,
+                    key_id,
+                    records.canonical_json(payload),
+                    records.payload_binding(record.id, record.subject_id),
+                )
             record.updated_at = now
             session.add(record)
             rectified.append(record.id)
@@ -651,6 +663,12 @@ def erase_subject_data(
                 kept.append({"record_id": str(record.id), "reasons": reasons[record.id]})
             else:
                 to_delete.append(record.id)
+    # connectors: rows in source systems are erased there first; one the source did not
+    # erase keeps its record and is answered as kept.
+    to_delete, not_erased = external_records.erase_for_subject(
+        session, actions=config.external, record_ids=to_delete
+    )
+    kept += not_erased
     notify_recipients(
         session, config=config, request=request, record_ids=to_delete, what="erasure", now=now
     )

@@ -51,6 +51,7 @@ from records import crypto
 from records.crypto import Keyring
 from records.http import Actor
 from records.pagination import Keyset
+from retention.external import ExternalActions
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +82,9 @@ class DsrConfig:
     proxy_header: ProxyHeader = "x-forwarded-for"
     # Signs a checkpoint after each request completion (DESIGN §7); None: left to the job.
     signer: NoteSigner | None = None
+    # Source systems' databases (connectors): access reads external rows live, erasure and
+    # rectification act there. None: external records are reported as not reachable.
+    external: ExternalActions | None = None
 
 
 @dataclass(frozen=True)

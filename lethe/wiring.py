@@ -179,6 +179,7 @@ def _wire_dsr(wiring: Wiring) -> None:
         signer=wiring.state["audit_signer"],
         trusted_proxies=parse_networks(s.trusted_proxies),
         proxy_header=s.proxy_header,
+        external=wiring.state.get("external_actions"),
     )
     overdue = Gauge(
         "lethe_dsr_requests_overdue",

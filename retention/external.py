@@ -560,3 +560,77 @@ def external_records_of(session: Session, subject_id: uuid.UUID) -> list[Persona
             )
         )
     )
+
+
+# --- data-subject rights (dsr reads and acts live through these) -------------------------------
+
+UNAVAILABLE = "the source system could not be read now; ask again later"
+
+
+def live_data(
+    actions: ExternalActions | None, rows: Sequence[Any]
+) -> tuple[dict[uuid.UUID, dict[str, Any] | None], set[uuid.UUID]]:
+    """The external rows among `rows`, read live: (data by record id, ids that could not be
+    read). A row gone from the source reads as None (until the next sync drops its record)."""
+    wanted = [r for r in rows if is_external(r)]
+    if not wanted:
+        return {}, set()
+    if actions is None:
+        return {}, {r.id for r in wanted}
+    try:
+        return actions.read_live(wanted), set()
+    except (SourceError, SecretMissingError):
+        return {}, {r.id for r in wanted}
+
+
+def live_fields(actions: ExternalActions | None, record: Any) -> dict[str, Any] | None:
+    """One external record's fields as they are at the source, its key columns left out (a key
+    is the row's location, not a field to rectify); None when unreadable or gone."""
+    data, failed = live_data(actions, [record])
+    row = data.get(record.id)
+    if record.id in failed or row is None or actions is None:
+        return None
+    mapping = actions.registry.get(str(record.external_connector))
+    keys = set(mapping.table(str(record.external_table)).key)
+    return {k: v for k, v in row.items() if k not in keys}
+
+
+def rectify(actions: ExternalActions | None, record: Any, changes: dict[str, Any]) -> None:
+    """Write a rectification to the row at the source (field-level, audited by the caller)."""
+    if actions is None:
+        raise SourceError("no connectors are configured to reach the source system")
+    actions.rectify(record, changes)
+
+
+def erase_for_subject(
+    session: Session,
+    *,
+    actions: ExternalActions | None,
+    record_ids: Sequence[uuid.UUID],
+) -> tuple[list[uuid.UUID], list[dict[str, Any]]]:
+    """An erasure request's step at the sources: erase the external rows among `record_ids`
+    there first. Returns (the ids Lethe may now delete, the records kept with the reason): a
+    row the source did not erase keeps its record, and the answer says so."""
+    t = PersonalRecord.__table__  # type: ignore[attr-defined]
+    ids = list(record_ids)
+    rows: list[Any] = []
+    for start in range(0, len(ids), 1000):
+        rows += session.execute(
+            select(t.c.id, t.c.external_connector, t.c.external_table, t.c.external_key).where(
+                t.c.id.in_(ids[start : start + 1000]), t.c.external_connector.is_not(None)
+            )
+        ).all()
+    if not rows:
+        return ids, []
+    if actions is None:
+        failures = dict.fromkeys((r.id for r in rows), "error:no-connectors")
+    else:
+        try:
+            failures = actions.erase(rows).failures
+        except (SourceError, SecretMissingError):
+            failures = dict.fromkeys((r.id for r in rows), "error:source")
+    kept = [
+        {"record_id": str(rid), "reasons": [f"source system: not erased yet ({error})"]}
+        for rid, error in sorted(failures.items(), key=lambda kv: str(kv[0]))
+    ]
+    return [i for i in ids if i not in failures], kept

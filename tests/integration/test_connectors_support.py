@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg  # noqa: F401  (loaded before a test freezes the clock: its C module checks datetime)
+import pymysql  # type: ignore[import-untyped]  # noqa: F401
 import pytest
 from sqlalchemy import (
     Column,
