@@ -451,6 +451,9 @@ def check_code(
     expire: bool,
 ) -> None:
     """Pass, or raise `CodeCheckFailed` (400 wrong or expired, 429 locked); see the top."""
+    # Lock the row and read the count afresh: a guess checked while another is uncommitted
+    # waits for it (PostgreSQL reads do not), or its write would undo the other's count.
+    session.refresh(request, with_for_update=True)
     if is_locked(request) or request.otp_attempts >= config.otp_max_attempts:
         raise CodeCheckFailed(_locked_error())
     expired = expire and request.otp_expires_at is not None and now >= request.otp_expires_at

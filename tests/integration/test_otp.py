@@ -7,6 +7,9 @@ third locks the request); every later code, the right one included, is 429.
 from __future__ import annotations
 
 import re
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -16,8 +19,11 @@ from fastapi.testclient import TestClient
 from freezegun import freeze_time
 from sqlalchemy.engine import Engine
 
+from dsr import service as svc
+from dsr.models import DsrRequest
 from lethe.app import create_app
 from lethe.settings import Settings
+from records.db import new_session, unit_of_work, utc_now
 from tests.conftest import KeyFactory
 from tests.integration.test_requests import (
     CANARY_EMAIL,
@@ -222,3 +228,36 @@ def test_wrong_codes_on_a_verified_request_lock_its_status_page_only(
     assert app_client.get(f"/v1/requests/{rid}/status", params={"code": right}).status_code == 429
     staff = app_client.get(f"/v1/requests/{rid}", headers=auth_headers("controller")).json()
     assert staff["status"] == "verified" and staff["locked"] is True
+
+
+@pytest.mark.postgres_only
+def test_two_wrong_codes_at_once_both_count(client: TestClient, engine: Engine) -> None:
+    """A guess checked while another is still uncommitted waits for its count instead of
+    overwriting it with the stale one it read (else parallel guesses would cost one attempt)."""
+    rid = uuid.UUID(_file(client))
+    wrong = _wrong(_codes(engine, str(rid))[-1])
+    config = client.app.state.dsr  # type: ignore[attr-defined]
+    first_counted = threading.Event()
+    refused: list[int] = []
+
+    def guess(first: bool) -> None:
+        if not first:
+            first_counted.wait(5)
+        with unit_of_work(engine) as s:
+            try:
+                svc.verify(s, config=config, request_id=rid, code=wrong, now=utc_now())
+            except svc.CodeCheckFailed as failed:
+                refused.append(failed.error.status)
+            if first:
+                first_counted.set()
+                time.sleep(0.5)  # the second guess reads the request now, before this commits
+
+    threads = [threading.Thread(target=guess, args=(f,)) for f in (True, False)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert refused == [400, 400]
+    with new_session(engine) as s:
+        row = s.get(DsrRequest, rid)
+        assert row is not None and row.otp_attempts == 2
