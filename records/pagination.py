@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -184,8 +185,13 @@ def strict_query(request: Request) -> None:
         return
     unknown = sorted(set(request.query_params) - _declared_query(route))
     if unknown:
-        names = ", ".join(name[:40] for name in unknown[:5])
+        # A name the caller made up is a value too (an address sent as a key): only what looks
+        # like a parameter name (a mistyped filter) is named back.
+        names = ", ".join(n if _PARAMETER_NAME.fullmatch(n) else "(key)" for n in unknown[:5])
         raise UnknownQueryParameterError(f"unknown query parameters: {names}")
+
+
+_PARAMETER_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 
 
 def page_params(

@@ -201,3 +201,17 @@ def test_a_cursor_of_another_list_cannot_widen_the_filter(
     response = client.get(f"/v1/requests?after={cursor}", headers=auth_headers("controller"))
     # a hold's (placed_at, id) decodes as a request's (due_at, id): a position, not a leak
     assert response.status_code == 200 and response.json() == []
+
+
+def test_an_unknown_query_parameter_is_named_only_when_it_looks_like_a_name(
+    client: TestClient, auth_headers: KeyFactory
+) -> None:
+    """A mistyped filter is named so the caller can fix it; a parameter name that is a value
+    (an address sent as a key) is not echoed."""
+    dpo = auth_headers("dpo")
+    typo = client.get("/v1/holds", params={"activ": "true"}, headers=dpo)
+    assert typo.status_code == 422 and "activ" in typo.json()["detail"]
+    for url in ("/v1/holds", "/v1/audit/entries"):
+        response = client.get(url, params={CANARY_EMAIL: "1", CANARY_NAME: "1"}, headers=dpo)
+        assert response.status_code == 422, response.text
+        assert CANARY_EMAIL not in response.text and "canary" not in response.text.lower()
