@@ -17,7 +17,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from audit_log import service as audit
-from dsr.models import DsrDisclosure, DsrRequest
+from dsr.models import DsrDisclosure, DsrRequest, NotificationOutbox
 from records import service as records
 from records.crypto import Keyring
 from records.models import Subject
@@ -58,6 +58,13 @@ def merge_into(
         session.execute(
             update(DsrDisclosure)
             .where(col(DsrDisclosure.subject_id) == dup)
+            .values(subject_id=survivor)
+        )
+        # The outbox forgets a subject's messages when the subject is erased: a message to the
+        # duplicate must follow the person, or it outlives their erasure.
+        session.execute(
+            update(NotificationOutbox)
+            .where(col(NotificationOutbox.subject_id) == dup)
             .values(subject_id=survivor)
         )
     session.expire_all()  # the bulk updates bypassed the identity map

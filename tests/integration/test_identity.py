@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 from typer.testing import CliRunner
 
+from dsr.models import NotificationOutbox
 from lethe.cli import app as cli_app
 from lethe.logging import configure_logging
 from lethe.settings import Settings
@@ -358,6 +359,32 @@ def test_erasure_of_old_duplicates_erases_them_all_before_saying_completed(
         assert s.execute(select(PersonalRecord)).first() is None
     found = client.get("/v1/subjects", params={"email": EMAIL}, headers=auth_headers("controller"))
     assert found.json() == []
+
+
+def test_erasure_of_old_duplicates_forgets_the_outbox_messages_to_each_of_them(
+    client: TestClient, auth_headers: KeyFactory, engine: Engine, frozen: Any
+) -> None:
+    """A message written to the duplicate (its address, a code) goes with the person too: the
+    merge re-points it to the surviving subject that the erasure then forgets."""
+    load_policy(engine)
+    _first, second = old_duplicates(engine, keyring_of(client))
+    with unit_of_work(engine) as s:
+        to_duplicate = NotificationOutbox(
+            channel="email",
+            recipient=EMAIL,
+            subject="Your data-protection request: confirmation code",
+            body="Your confirmation code is 483920.",
+            subject_id=second,
+            expires_at=T0 + timedelta(days=30),
+            created_at=T0,
+        )
+        s.add(to_duplicate)
+        s.flush()
+        message_id = to_duplicate.id
+    rid = file_verified(client, engine, "erasure")
+    assert process(client, rid, auth_headers("controller"))["outcome"] == "completed"
+    with Session(engine) as s:
+        assert s.get(NotificationOutbox, message_id) is None
 
 
 # --- rectification of the identity --------------------------------------------------------
