@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from dsr.errors import InvalidRequestError
 from policies import calendar
 
 DUE_SOON_DAYS = 7
@@ -50,14 +49,7 @@ def load_holidays(holidays: Iterable[date], holidays_file: Path | None) -> froze
     if holidays_file is None and not days:
         return calendar.shipped_holidays(calendar.DEFAULT_INSTITUTION_CALENDAR)
     if holidays_file is not None:
-        for number, line in enumerate(holidays_file.read_text().splitlines(), start=1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
-                continue
-            try:
-                days.add(date.fromisoformat(text))
-            except ValueError as exc:
-                raise InvalidRequestError(
-                    f"holidays file line {number} is not an ISO date (YYYY-MM-DD)"
-                ) from exc
+        days |= calendar.parse_holidays(
+            holidays_file.read_text(encoding="utf-8"), source="holidays file"
+        )
     return frozenset(days)

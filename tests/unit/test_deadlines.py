@@ -12,6 +12,7 @@ import pytest
 
 from dsr.deadlines import InstitutionCalendar, load_holidays
 from policies.calendar import extended_deadline, one_month_from_receipt, shipped_holidays
+from records.errors import InvalidInputError
 
 TZ = "Europe/Brussels"
 NO_HOLIDAYS = InstitutionCalendar(tz=TZ)
@@ -106,6 +107,19 @@ def test_configured_holidays_replace_the_default(tmp_path: Path) -> None:
     empty = tmp_path / "none.txt"
     empty.write_text("# this institution has no holidays\n")
     assert load_holidays([], empty) == frozenset()
+
+
+def test_a_holidays_file_adds_its_dates_and_names_a_bad_line(tmp_path: Path) -> None:
+    listed = tmp_path / "holidays.txt"
+    listed.write_text("2025-06-30  # closure\n\n# none in July\n2025-08-15\n")
+    assert load_holidays([date(2025, 1, 2)], listed) == {
+        date(2025, 1, 2),
+        date(2025, 6, 30),
+        date(2025, 8, 15),
+    }
+    listed.write_text("2025-06-30\n30/06/2025\n")
+    with pytest.raises(InvalidInputError, match="holidays file line 2 is not an ISO date"):
+        load_holidays([], listed)
 
 
 def test_a_request_received_before_easter_2025_is_due_after_the_easter_closure() -> None:
