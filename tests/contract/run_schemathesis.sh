@@ -26,7 +26,14 @@ cleanup() {
 trap cleanup EXIT
 
 export LETHE_DATA_DIR="$WORK/data"
-unset LETHE_DATABASE_URL
+# ST_DATABASE_URL: an empty scratch database to run against instead of the embedded SQLite file
+# (.ci/run passes a PostgreSQL one, so both backends are fuzzed).
+if [ -n "${ST_DATABASE_URL:-}" ]; then
+  export LETHE_DATABASE_URL="$ST_DATABASE_URL"
+else
+  unset LETHE_DATABASE_URL
+fi
+echo "schemathesis backend: ${LETHE_DATABASE_URL:-sqlite (embedded)}"
 export LETHE_SCHEDULER=off
 export LETHE_LOG_LEVEL=WARNING
 # The public intake allows 10 requests an hour per address; the fuzzer is one address.
