@@ -31,6 +31,7 @@ from dsr.schemas import (
 from records.errors import DomainError, InvalidInputError
 from records.http import Actor, NowDep, Role, SessionDep, optional_actor, public, requires
 from records.pagination import NEXT_LINK_HEADER, PageDep
+from records.types import QueryBool
 
 router = APIRouter(prefix="/v1", tags=["requests"])
 
@@ -241,7 +242,7 @@ def list_requests(
     now: NowDep,
     page: PageDep,
     status: RequestStatus | None = None,
-    overdue: bool = False,
+    overdue: QueryBool = False,
     type: RequestType | None = None,
 ) -> list[RequestRead]:
     rows = svc.list_requests(

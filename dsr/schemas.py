@@ -8,10 +8,10 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from dsr.models import RequestType
-from records.types import Instant, JsonObject, SafeStr
+from records.types import EmailAddress, Instant, JsonObject, SafeStr
 
 # A rectification names a few fields; each new value is a field, not a document.
 MAX_CHANGES = 200
@@ -29,7 +29,7 @@ class RequestCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: RequestType
-    email: EmailStr = Field(max_length=320)
+    email: EmailAddress
     details: SafeStr | None = Field(default=None, max_length=4000)
     # rectification: {record_id: {field: new value}} or {field: new value} for every record
     changes: JsonObject | None = Field(default=None, max_length=MAX_CHANGES)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import structlog
@@ -15,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from records.db import busy_code, is_busy_error
 from records.errors import DomainError
+from records.types import value_free_error
 
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://lethe.dev/problems/"
@@ -34,19 +34,13 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
-    # Name the field and the reason; never echo the value (`input`), it may be personal data.
-    # A key the client made up (an undeclared field, a key of a free-form object) is a value too.
+    # Name the field and the reason; never the value (`input`), it may be personal data, nor a
+    # key the client made up (records.types.value_free_error, shared with the import report).
     out = []
     for err in exc.errors():
-        parts = [p for p in err.get("loc", ()) if p != "body"]
-        if err.get("type") == "extra_forbidden" and parts:
-            parts[-1] = "(undeclared field)"
-        loc = ".".join(str(p) if _NAME.fullmatch(str(p)) else "(key)" for p in parts)
-        out.append({"field": loc, "reason": str(err.get("msg", "invalid"))})
+        field, reason = value_free_error(err, skip=("body",))
+        out.append({"field": field, "reason": reason})
     return out
-
-
-_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}|[0-9]{1,9}|\(undeclared field\)")
 
 
 # Seconds a client is told to wait when the database is busy: about one import batch.

@@ -24,6 +24,7 @@ import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -33,7 +34,15 @@ from pydantic import (
     model_validator,
 )
 
-from policies.calendar import CalendarDuration, Convention, shipped_calendars, zone
+from policies.calendar import (
+    CalendarDuration,
+    Convention,
+    add_duration,
+    add_months,
+    shipped_calendars,
+    zone,
+)
+from records.types import MAX_INSTANT, MAX_PERIOD_YEARS
 
 FORMAT = "lethe.policy/1"
 REFERENCE_PATTERN = r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+(\.[0-9]+)?$"
@@ -54,15 +63,38 @@ def _duration(value: Any) -> CalendarDuration:
     return CalendarDuration.parse(value)
 
 
+# The latest day an accepted instant can fall on, and that day plus the longest period: a rule
+# whose period runs past it from there could not compute its due date (or would compute one that
+# every later calculation refuses), so the file is refused at load, not each record at ingest.
+_LATEST_START = MAX_INSTANT.date()
+_LATEST_END = add_months(_LATEST_START, MAX_PERIOD_YEARS * 12)
+
+
+def _bounded(value: CalendarDuration) -> CalendarDuration:
+    # Counted before any date arithmetic: P9999999999D must not overflow on the way to the check.
+    too_long = (
+        value.total_months > MAX_PERIOD_YEARS * 12
+        or value.total_days > (_LATEST_END - _LATEST_START).days
+        or add_duration(_LATEST_START, value) > _LATEST_END
+    )
+    if too_long:
+        raise ValueError(f"a period is at most {MAX_PERIOD_YEARS} years (P{MAX_PERIOD_YEARS}Y)")
+    return value
+
+
 Duration = Annotated[
     CalendarDuration,
     BeforeValidator(_duration),
+    AfterValidator(_bounded),
     PlainSerializer(lambda d: d.isoformat(), return_type=str),
     WithJsonSchema(
         {
             "type": "string",
             "pattern": r"^P(\d+Y)?(\d+M)?(\d+W)?(\d+D)?$",
-            "description": "ISO 8601 calendar duration (years, months, weeks, days), e.g. P1Y",
+            "description": (
+                "ISO 8601 calendar duration (years, months, weeks, days), e.g. P1Y; "
+                f"at most {MAX_PERIOD_YEARS} years"
+            ),
             "examples": ["P1Y", "P13M", "P2Y", "P0D"],
         }
     ),

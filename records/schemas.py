@@ -7,16 +7,13 @@ surrogates, free-form objects are checked recursively.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from records.types import Instant, JsonObject, SafeStr
-
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+from records.types import EmailAddress, Instant, JsonObject, SafeStr
 
 
 class _In(BaseModel):
@@ -24,17 +21,10 @@ class _In(BaseModel):
 
 
 class SubjectCreate(_In):
-    email: SafeStr = Field(min_length=3, max_length=320)
+    email: EmailAddress
     name: SafeStr | None = Field(default=None, max_length=500)
     external_id: SafeStr | None = Field(default=None, min_length=1, max_length=200)
     attributes: JsonObject = Field(default_factory=dict)
-
-    @field_validator("email")
-    @classmethod
-    def _email_shape(cls, value: str) -> str:
-        if _EMAIL.fullmatch(value) is None:
-            raise ValueError("not an e-mail address")
-        return value.lower()
 
 
 class SubjectCreated(BaseModel):

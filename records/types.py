@@ -7,7 +7,13 @@ A hostile or sloppy value must be a 422 at the edge, never a 500 deeper down:
   milliseconds?) inside a range where calendar arithmetic cannot overflow (`P1Y` after 9999-12-31);
 - `JsonObject` is a free-form object (payloads, attributes, changes) whose strings, keys, numbers
   and nesting are checked recursively: no NaN or Infinity (not JSON), bounded depth and size;
-- bounded ints for paths and queries (a 2**70 index must not reach the database).
+- bounded ints for paths and queries (a 2**70 index must not reach the database);
+- `EmailAddress` is one e-mail type for every schema, form and command, whose refusal is a fixed
+  reason: email-validator's messages quote parts of the address, and an address is personal data;
+- `QueryBool` is `true` or `false` in a query string, nothing else (not `yes`, `1` or `on`).
+
+Validation errors are reported through `value_free_error`: the field and the reason, never the
+value, and never a key the client made up (it is data too).
 
     >>> from pydantic import TypeAdapter
     >>> TypeAdapter(Instant).validate_python(1711533600)                 # doctest: +SKIP
@@ -18,14 +24,20 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, StrictBool, StringConstraints
+from pydantic_core import ErrorDetails, PydanticCustomError
 
-# Calendar arithmetic (offsets of years, alarms, deadlines) must stay far from datetime.max.
+# Calendar arithmetic (offsets of years, alarms, deadlines) must stay far from datetime.max: the
+# accepted instants and the longest period a policy may state are bounded together, so that the
+# latest accepted instant plus the longest period (rolled over years of holidays) is a valid date.
 MIN_INSTANT = datetime(1900, 1, 1, tzinfo=UTC)
 MAX_INSTANT = datetime(2200, 1, 1, tzinfo=UTC)
+MAX_PERIOD_YEARS = 100
 
 MAX_JSON_DEPTH = 32
 MAX_JSON_NODES = 10_000
@@ -35,6 +47,10 @@ MAX_JSON_INT = 2**63 - 1
 # PostgreSQL INTEGER and BIGINT columns; a larger path or query number is a 422.
 MAX_INT32 = 2**31 - 1
 MAX_INDEX = 2**62
+
+# RFC 5321: a path is at most 256 octets; email-validator refuses past 254 characters anyway.
+MAX_EMAIL = 320
+INVALID_EMAIL = "not a valid e-mail address"
 
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
@@ -130,3 +146,77 @@ Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidato
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
 """A free-form JSON object, checked recursively (strings, numbers, depth, size)."""
+
+
+def _email_address(value: str) -> str:
+    try:
+        # check_deliverability: no DNS lookup at validation time (the code sent proves it).
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError:
+        # email-validator's own message quotes parts of the address: never pass it on.
+        raise PydanticCustomError("email", INVALID_EMAIL) from None
+
+
+EmailAddress = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=MAX_EMAIL),
+    AfterValidator(_email_address),
+]
+"""An e-mail address (email-validator, normalised: domain in lower case), or the fixed reason
+`INVALID_EMAIL` that names nothing of what was sent."""
+
+
+def _true_or_false(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    raise PydanticCustomError("bool_parsing", "Input should be true or false")
+
+
+QueryBool = Annotated[StrictBool, BeforeValidator(_true_or_false)]
+"""A boolean query parameter: `true` or `false` only."""
+
+
+# A name we declared (a snake_case field, a list index) is safe to repeat; anything else came from
+# the client: an undeclared field, a key of a free-form object (a "123456789" key is data too).
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+UNDECLARED = "(undeclared field)"
+KEY = "(key)"
+
+# Pydantic messages that quote the input (a character of a UUID): the fixed text instead.
+_QUOTING = {"uuid_parsing": "Input should be a valid UUID"}
+
+
+def _name(part: int | str) -> str:
+    if isinstance(part, int) or _NAME.fullmatch(part):
+        return str(part)
+    return KEY
+
+
+def value_free_error(err: ErrorDetails, *, skip: Sequence[str] = ()) -> tuple[str, str]:
+    """The field (dotted; `skip` drops leading parts such as `body`) and the reason of a pydantic
+    error, naming nothing the client chose.
+
+    >>> value_free_error({"type": "extra_forbidden", "loc": ("subject", "ssn"),
+    ...                   "msg": "Extra inputs are not permitted", "input": "x"})
+    ('subject.(undeclared field)', 'Extra inputs are not permitted')
+    """
+    parts = list(err.get("loc", ()))
+    while parts and parts[0] in skip:
+        parts.pop(0)
+    names = [_name(p) for p in parts]
+    kind = err.get("type", "")
+    if kind == "extra_forbidden" and names:
+        names[-1] = UNDECLARED
+    reason = _QUOTING.get(kind) or str(err.get("msg", "invalid"))
+    if kind in ("too_long", "too_short") and isinstance(err.get("input"), str):
+        # A length pydantic could not push into the str schema (`SafeStr | None`) is counted in
+        # "items"; in text they are characters.
+        ctx = err.get("ctx") or {}
+        n = ctx.get("max_length" if kind == "too_long" else "min_length")
+        bound = "at most" if kind == "too_long" else "at least"
+        reason = f"String should have {bound} {n} character{'' if n == 1 else 's'}"
+    return ".".join(names), reason

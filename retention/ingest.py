@@ -40,6 +40,7 @@ from records.models import (
     Subject,
 )
 from records.schemas import ImportLine, RecordBody, RecordCreate, SubjectCreate
+from records.types import value_free_error
 from retention.due import Evaluator, due_of, recompute_for_event
 
 log = structlog.get_logger(__name__)
@@ -398,10 +399,9 @@ class ImportState:
 
 
 def _validation_error(line: int, exc: ValidationError) -> LineError:
-    # Name the field and the reason, never the value (it may be personal data).
-    err = exc.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(p) for p in err.get("loc", ()))
-    return LineError(line, where, str(err.get("msg", "invalid")))
+    # Name the field and the reason, never the value nor a key the client made up (data, both).
+    where, reason = value_free_error(exc.errors(include_url=False)[0])
+    return LineError(line, where, reason)
 
 
 def parse_ndjson_line(line_no: int, text: str) -> ImportLine | LineError:

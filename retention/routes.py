@@ -16,6 +16,7 @@ from sqlmodel import Session
 from records.db import utc_now
 from records.http import Actor, NowDep, Role, SessionDep, requires
 from records.pagination import NEXT_LINK_HEADER, PageDep
+from records.types import QueryBool
 from retention import certificate, holds, purge, report
 from retention.models import LegalHold, PurgeRun, RunStatus
 from retention.schemas import (
@@ -123,7 +124,9 @@ def release_hold(
     dependencies=[Depends(requires(Role.dpo, Role.controller))],
     responses={200: {"headers": NEXT_LINK_HEADER}},
 )
-def list_holds(session: SessionDep, page: PageDep, active: bool | None = None) -> list[HoldRead]:
+def list_holds(
+    session: SessionDep, page: PageDep, active: QueryBool | None = None
+) -> list[HoldRead]:
     found = holds.list_holds(
         session, active=active, after=page.position(holds.HOLD_ORDER), limit=page.fetch
     )

@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated, Any
 
 import typer
-from pydantic import EmailStr, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 from rich.table import Table
 from sqlalchemy import select
 from sqlmodel import col
@@ -25,6 +25,7 @@ from dsr.schemas import RejectionGround
 from lethe.cli.context import cli_context, console, err_console
 from records.db import new_session, unit_of_work, utc_now
 from records.http import Actor, Role
+from records.types import INVALID_EMAIL, EmailAddress
 
 requests_app = typer.Typer(
     help="Data-subject requests: file, verify, list, show, extend, process, reject, outbox."
@@ -173,7 +174,7 @@ def requests_reject(
     console.print(f"request {request_id} rejected ({ground.value})")
 
 
-_EMAIL = TypeAdapter(EmailStr)
+_EMAIL = TypeAdapter(EmailAddress)
 
 
 @requests_app.command("file")
@@ -200,7 +201,7 @@ def requests_file(
     try:
         address = str(_EMAIL.validate_python(email))
     except ValidationError:
-        raise typer.BadParameter("not a valid e-mail address", param_hint="--email") from None
+        raise typer.BadParameter(INVALID_EMAIL, param_hint="--email") from None
     try:
         parsed = json.loads(changes) if changes else None
     except json.JSONDecodeError:

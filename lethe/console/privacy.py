@@ -15,7 +15,7 @@ from typing import Annotated
 import structlog
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import EmailStr, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from dsr import client_address as client_addresses
 from dsr import rights
@@ -26,6 +26,7 @@ from lethe.console.i18n import language, translator
 from lethe.console.session import csrf_protect, set_cookie, sign, unsign
 from records.errors import DomainError
 from records.http import NowDep, SessionDep, public
+from records.types import EmailAddress
 
 log = structlog.get_logger("lethe.console")
 
@@ -38,7 +39,7 @@ router = APIRouter(
 PRIVACY_COOKIE = "lethe_privacy"
 PRIVACY_TTL = timedelta(hours=1)
 TYPES = [t.value for t in RequestType]
-_EMAIL = TypeAdapter(EmailStr)
+_EMAIL = TypeAdapter(EmailAddress)
 LOCKED = "Too many wrong codes. For your safety this request is locked; please file a new one."
 WRONG_CODE = "This code is not right, or it has expired. Please check the e-mail and try again."
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from policies.calendar import (
+    DEFAULT_INSTITUTION_CALENDAR,
+    CalendarDuration,
+    Convention,
+    period_end,
+    shipped_holidays,
+)
 from policies.document import PolicyDocument, policy_json_schema
 from policies.errors import PolicyFileError
 from policies.loader import content_hash, parse_policy, registry_dir
+from records.types import MAX_INSTANT, MAX_PERIOD_YEARS
 
 REGISTRY_FILE = registry_dir() / "DPR-EC-01488.yaml"
 SCHEMA_FILE = Path(registry_dir().parent / "schema" / "policy-1.json")
@@ -233,6 +242,48 @@ def test_a_bad_offset_is_refused_with_file_line_and_field(text: str) -> None:
         "reason": err.extra["errors"][0]["reason"],
     }
     assert "ISO 8601" in err.extra["errors"][0]["reason"]
+
+
+@pytest.mark.parametrize("offset", ["P9000Y", "P101Y", "P1201M", "P100Y1D", "P36525D", "P5218W"])
+def test_an_offset_past_the_longest_period_is_refused_at_load_with_its_line(
+    text: str, offset: str
+) -> None:
+    # Loaded, P9000Y would make every record it governs a 422 "date out of range" at ingest.
+    bad = text.replace("offset: P13M", f"offset: {offset}")
+    err = refusal(bad)
+    line = line_of(bad, f"offset: {offset}")
+    assert f"broken.yaml, line {line}, field rules.7.offset" in err.detail
+    assert f"at most {MAX_PERIOD_YEARS} years" in err.extra["errors"][0]["reason"]
+
+
+def test_an_alarm_period_past_the_longest_is_refused_too(text: str) -> None:
+    bad = text.replace("review_if_untriggered_after: P2Y", "review_if_untriggered_after: P9000Y", 1)
+    err = refusal(bad)
+    line = line_of(bad, "review_if_untriggered_after: P9000Y")
+    assert err.extra["errors"][0]["line"] == line
+    assert err.extra["errors"][0]["field"].endswith(".review_if_untriggered_after")
+
+
+@pytest.mark.parametrize("convention", list(Convention))
+def test_the_longest_period_from_the_latest_accepted_instant_still_computes(
+    text: str, convention: Convention
+) -> None:
+    # The two bounds are one: the last instant records.types accepts plus the longest period a
+    # policy may state, rolled over the shipped holidays, is a date the calendar can carry.
+    longest = f"P{MAX_PERIOD_YEARS}Y"
+    doc = parse_policy(text.replace("offset: P13M", f"offset: {longest}"), source="x").document
+    rule = doc.rules[7]
+    assert rule.offset == CalendarDuration(years=MAX_PERIOD_YEARS)
+    latest = MAX_INSTANT - timedelta(microseconds=1)
+    end = period_end(
+        latest,
+        rule.offset,
+        tz=rule.timezone,
+        convention=convention,
+        holidays=shipped_holidays(DEFAULT_INSTITUTION_CALENDAR),
+    )
+    a_century_on = MAX_INSTANT.replace(year=MAX_INSTANT.year + MAX_PERIOD_YEARS)
+    assert a_century_on - timedelta(days=1) <= end < a_century_on + timedelta(days=15)
 
 
 def test_an_unknown_action_is_refused(text: str) -> None:
