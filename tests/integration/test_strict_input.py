@@ -30,7 +30,6 @@ from records.models import PersonalRecord, Subject
 from records.types import INVALID_EMAIL
 from tests.conftest import KeyFactory
 
-FRAGMENT = "4412"
 # Each is refused by email-validator with a message quoting part of it: a whole domain label
 # (`... invalid (Codepoint U+2603 at position 7 of 'canary☃-4412' not allowed)`), a character.
 BAD_ADDRESSES = [
@@ -77,7 +76,7 @@ def _count(engine: Engine, table: Any) -> int:
 
 
 def _clean(text: str) -> None:
-    assert FRAGMENT not in text, text[:500]
+    # Not "4412" alone: request ids in the log are hex and may hold it by chance.
     assert "canary" not in text.lower(), text[:500]
     assert "\u2603" not in text and "'_'" not in text and "'>'" not in text, text[:500]
 
