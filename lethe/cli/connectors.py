@@ -10,12 +10,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import select
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from connectors.errors import MappingError
 from connectors.mapping import read_mapping
 from lethe.cli.context import cli_context, console, err_console, fail
 from records.db import unit_of_work, utc_now
+from records.errors import DomainError
 from retention import external
 from retention.models import PurgeBatch
 
@@ -128,6 +129,26 @@ def sync(
     )
 
 
+def planned_sql(
+    session: Session, run_id: uuid.UUID, actions: external.ExternalActions | None
+) -> list[str]:
+    """The SQL a dry run's planned deletions would send to the source systems (nothing runs)."""
+    ids = [
+        uuid.UUID(i)
+        for text in session.execute(
+            select(col(PurgeBatch.deleted_ids)).where(col(PurgeBatch.run_id) == run_id)
+        ).scalars()
+        for i in text.split(",")
+        if i
+    ]
+    if not ids or actions is None:
+        return []
+    try:
+        return external.dry_run_sql(session, record_ids=ids, actions=actions)
+    except DomainError as exc:
+        return [f"-- the source systems' SQL cannot be shown: {exc.detail}"]
+
+
 @connectors_app.command("plan")
 def plan(
     run_id: Annotated[str, typer.Argument(help="A dry run's id (lethe purge --dry-run).")],
@@ -141,15 +162,7 @@ def plan(
     with cli_context() as ctx:
         actions: external.ExternalActions = ctx.wiring.state["external_actions"]
         with unit_of_work(ctx.engine, write=False) as session:
-            ids = [
-                uuid.UUID(i)
-                for text in session.execute(
-                    select(col(PurgeBatch.deleted_ids)).where(col(PurgeBatch.run_id) == run)
-                ).scalars()
-                for i in text.split(",")
-                if i
-            ]
-            statements = external.dry_run_sql(session, record_ids=ids, actions=actions)
+            statements = planned_sql(session, run, actions)
     for sql in statements:
         console.print(sql, soft_wrap=True, highlight=False)
     console.print(f"-- {len(statements)} statement(s); nothing was run")

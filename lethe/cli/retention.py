@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from lethe.cli import connectors as connectors_cli
 from lethe.cli.context import cli_context, console, err_console
 from records.db import new_session, unit_of_work, utc_now
 from records.http import Actor
@@ -176,8 +177,11 @@ def purge_command(
         with new_session(ctx.engine) as session:
             line = _summary(last, purge.counts(session, last.id))
             plan = purge.plan(session, last.id) if last.dry_run else None
+            # connectors: what the run would send to the source systems
+            sql = connectors_cli.planned_sql(session, last.id, pctx.external) if plan else []
     if plan is not None and as_json:
-        typer.echo(json.dumps({"id": str(last.id), "status": last.status, **plan}, indent=2))
+        body = {"id": str(last.id), "status": last.status, **plan, "source_sql": sql}
+        typer.echo(json.dumps(body, indent=2))
         return
     console.print(line)
     if plan is not None:
@@ -186,6 +190,8 @@ def purge_command(
         if kept:
             console.print(f"{kept} due record(s) would be kept by a legal hold")
         console.print("record ids: lethe purge --dry-run --json, or GET /v1/purges/" + str(last.id))
+        for statement in sql:
+            console.print(statement, soft_wrap=True, highlight=False)
     if last.status == "paused":
         console.print(
             f"paused ({last.pause_reason}): a DPO must approve with "
