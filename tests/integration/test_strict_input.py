@@ -286,3 +286,21 @@ def test_a_length_reason_of_optional_text_counts_characters(
     assert report["failed"] == [
         {"line": 1, "error": "context: String should have at most 200 characters"}
     ]
+
+
+def test_a_malformed_id_is_refused_without_quoting_its_characters(
+    client: TestClient, auth_headers: KeyFactory, loaded: Engine
+) -> None:
+    # Pydantic's own reason quotes the first wrong character ("found `☃` at 1").
+    headers = auth_headers("ingest")
+    line = {key: value for key, value in _line().items() if key != "subject"}
+    response = client.post(
+        "/v1/records", json={**line, "subject_id": "\u2603canary"}, headers=headers
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"field": "subject_id", "reason": "Input should be a valid UUID"}
+    ]
+    report = _import(client, headers, [{**line, "subject_id": "\u2603canary"}])
+    assert report["failed"] == [{"line": 1, "error": "subject_id: Input should be a valid UUID"}]
+    _clean(response.text + json.dumps(report))
