@@ -9,10 +9,10 @@ Revises: 0006
 
 from __future__ import annotations
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
-from records.db import UTCDateTime  # noqa: F401
+from records.db import UTCDateTime
 
 revision = "0007"
 down_revision = "0006"
