@@ -125,9 +125,9 @@ class PersonalRecord(SQLModel, table=True):
         Index("ix_personal_record_policy", "policy"),
         Index(
             "ux_personal_record_external",
-            "external_connector",
-            "external_table",
             "external_key",
+            "external_table",
+            "external_connector",
             unique=True,
         ),
     )

@@ -72,7 +72,8 @@ def upgrade() -> None:
     op.create_index(
         "ux_personal_record_external",
         "personal_record",
-        ["external_connector", "external_table", "external_key"],
+        # The key leads: a sync looks a batch of keys up with `external_key = ANY(…)`.
+        ["external_key", "external_table", "external_connector"],
         unique=True,
     )
 
