@@ -31,7 +31,7 @@ from dsr.models import (
 )
 from dsr.notifier import Email
 from dsr.policy_info import PolicyCache
-from dsr.service import EDPS_NOTE, DsrConfig, close, get_request, open_intake, tell_subject
+from dsr.service import EDPS_NOTE, DsrConfig, close, lock_request, open_intake, tell_subject
 from records import crypto
 from records import service as records
 from records.http import Actor
@@ -204,7 +204,7 @@ def process(
     now: datetime,
 ) -> DsrRequest:
     """Carry out a verified request and record its outcome."""
-    request = get_request(session, request_id)
+    request = lock_request(session, request_id)
     type_ = RequestType(request.type)
     if request.status == RequestStatus.awaiting_assessment.value:
         if type_ is not RequestType.objection or upheld is None:
@@ -1053,7 +1053,7 @@ def lift_restriction(
     session: Session, *, config: DsrConfig, request_id: uuid.UUID, actor: Actor, now: datetime
 ) -> DsrRequest:
     """Art. 20(3): the first call tells the subject; only a later call lifts the restriction."""
-    request = get_request(session, request_id)
+    request = lock_request(session, request_id)
     if request.type != RequestType.restriction.value or request.subject_id is None:
         raise RequestStateError("only a carried-out restriction request can be lifted")
     if request.status not in (RequestStatus.completed.value,):
@@ -1134,7 +1134,7 @@ def reject(
 ) -> DsrRequest:
     """Refuse a request; an objection refused while its data is restricted pending the
     assessment has that restriction lifted once the subject is told (Art. 20(3))."""
-    request = get_request(session, request_id)
+    request = lock_request(session, request_id)
     pending = request.status == RequestStatus.awaiting_assessment.value
     closed = svc.reject(
         session,

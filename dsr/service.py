@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlmodel import Session, col
 
 from audit_log import checkpoints
@@ -49,6 +49,7 @@ from dsr.models import (
 from dsr.notifier import Email, Notifier
 from records import crypto
 from records.crypto import Keyring
+from records.db import begin_write
 from records.http import Actor
 from records.pagination import Keyset
 from retention.external import ExternalActions
@@ -142,10 +143,24 @@ def _bucket(keyring: Keyring, kind: str, value: str) -> str:
     return hmac.new(key, f"{kind}\x1f{value}".encode(), hashlib.sha256).hexdigest()
 
 
+def _lock_buckets(session: Session, buckets: Sequence[str]) -> None:
+    """Count and add under a lock per bucket: two intakes from one address counted at once would
+    both see the other's hit uncommitted, so both would pass at the limit. PostgreSQL takes a
+    transaction advisory lock per bucket, in one order (no deadlock between two intakes sharing
+    one of their buckets); on SQLite the writer transaction already serialises (`begin_write`)."""
+    begin_write(session)
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for bucket in sorted(set(buckets)):
+        key = int.from_bytes(bytes.fromhex(bucket)[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
 def _check_rate(
     session: Session, config: DsrConfig, *, buckets: Sequence[str], now: datetime
 ) -> None:
     since = now - RATE_WINDOW
+    _lock_buckets(session, buckets)
     session.execute(
         delete(DsrIntakeHit).where(
             DsrIntakeHit.bucket.in_(buckets),  # type: ignore[attr-defined]
@@ -334,7 +349,7 @@ def resend_code(
     Counted against the same hourly intake limits (per e-mail and per client address), so
     resending cannot multiply guesses; the wrong-code count carries over to the new code.
     """
-    request = get_request(session, request_id)
+    request = lock_request(session, request_id)
     if is_locked(request) or request.otp_attempts >= config.otp_max_attempts:
         raise _locked_error()
     if request.status != RequestStatus.awaiting_identity.value:
@@ -372,7 +387,7 @@ def reissue_code(
     The count starts again, so this is an audited decision of the controller's staff (e.g.
     after the requester called and was identified), never something the public can trigger.
     """
-    request = get_request(session, request_id)
+    request = lock_request(session, request_id)
     if request.status not in (RequestStatus.awaiting_identity.value, RequestStatus.locked.value):
         raise RequestStateError("only a request awaiting identity or locked gets a new code")
     intake = open_intake(config.keyring, request)
@@ -404,13 +419,24 @@ def get_request(session: Session, request_id: uuid.UUID) -> DsrRequest:
     return request
 
 
+def lock_request(session: Session, request_id: uuid.UUID) -> DsrRequest:
+    """The request read afresh with its row locked until the transaction ends: every state
+    change checks the status through this, so a second staff member acting on the same request
+    waits for the first and then sees what the first did, instead of acting on the status both
+    read (PostgreSQL reads do not wait; on SQLite the writer transaction already serialises)."""
+    begin_write(session)
+    request = get_request(session, request_id)
+    session.refresh(request, with_for_update=True)
+    return request
+
+
 def verify(
     session: Session, *, config: DsrConfig, request_id: uuid.UUID, code: str, now: datetime
 ) -> DsrRequest:
     """Check the code. A wrong code counts an attempt; the count must be committed even
     though the caller answers with an error, so failures are raised as `CodeCheckFailed` by
     `check_code` and turned into a problem by the route without rolling back."""
-    request = get_request(session, request_id)
+    request = lock_request(session, request_id)
     if request.status != RequestStatus.awaiting_identity.value:
         # Verified already: the same code answers again, any other is refused (locked: 429).
         check_code(session, config=config, request=request, code=code, now=now, expire=False)
@@ -632,7 +658,7 @@ def extend(
     months from receipt and n months from the end of the original deadline."""
     if months not in (1, 2):
         raise InvalidRequestError("an extension is of one or two months")
-    request = get_request(session, request_id)
+    request = lock_request(session, request_id)
     if not is_open(request):
         raise RequestStateError("the request is closed")
     if request.extended_months is not None:
@@ -743,7 +769,7 @@ def reject(
 ) -> DsrRequest:
     """Refuse (manifestly unfounded or excessive, Art. 25 restriction) with the ground and
     the right to complain to the EDPS and to a judicial remedy."""
-    request = get_request(session, request_id)
+    request = lock_request(session, request_id)
     if not is_open(request):
         raise RequestStateError("the request is closed")
     return close(
