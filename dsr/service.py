@@ -484,15 +484,7 @@ def check_code(
         raise CodeCheckFailed(_locked_error())
     expired = expire and request.otp_expires_at is not None and now >= request.otp_expires_at
     if expired:
-        audit.append(
-            session,
-            action="dsr.request.code_refused",
-            actor="requester",
-            now=now,
-            subject_id=request.subject_id,
-            target=f"dsr_request:{request.id}",
-            details={"attempt": request.otp_attempts, "expired": True},
-        )
+        _audit_refused_code(session, request, expired=True, now=now)
         raise CodeCheckFailed(
             WrongCodeError(
                 "the code has expired; ask for a new one",
@@ -508,15 +500,7 @@ def check_code(
         if request.status == RequestStatus.awaiting_identity.value:
             request.status = RequestStatus.locked.value
     session.add(request)
-    audit.append(
-        session,
-        action="dsr.request.code_refused",
-        actor="requester",
-        now=now,
-        subject_id=request.subject_id,
-        target=f"dsr_request:{request.id}",
-        details={"attempt": request.otp_attempts, "expired": False},
-    )
+    _audit_refused_code(session, request, expired=False, now=now)
     log.info("dsr.request.code_refused", request_id=str(request.id), attempt=request.otp_attempts)
     if locked:
         audit.append(
@@ -537,6 +521,20 @@ def check_code(
         )
     raise CodeCheckFailed(
         WrongCodeError("the code is wrong", attempts_left=attempts_left(config, request))
+    )
+
+
+def _audit_refused_code(
+    session: Session, request: DsrRequest, *, expired: bool, now: datetime
+) -> None:
+    audit.append(
+        session,
+        action="dsr.request.code_refused",
+        actor="requester",
+        now=now,
+        subject_id=request.subject_id,
+        target=f"dsr_request:{request.id}",
+        details={"attempt": request.otp_attempts, "expired": expired},
     )
 
 
