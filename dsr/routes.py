@@ -344,7 +344,7 @@ def reject(
     "/requests/{request_id}/package",
     dependencies=[Depends(public)],
     response_model=None,
-    summary="The access or portability package: the download token, or a controller key",
+    summary="The access or portability package: the download token, or a controller or DPO key",
     responses={
         200: {
             "description": "The package: JSON, or HTML or CSV with `?format=`.",
@@ -367,23 +367,26 @@ def package(
 ) -> Response:
     config = _config(request)
     row = svc.get_request(session, request_id)
-    staff = actor is not None and actor.role is Role.controller
-    if not staff and not packages.token_valid(row, token, now=now):
-        raise PackageAccessError("a valid download token or a controller key is required")
-    # A controller's key reads the package without restricted data; the requester's token all.
+    # The requester's token opens everything; among staff keys the DPO's opens everything too
+    # (the one staff role that reads restricted data), a controller's opens the package with
+    # restricted data withheld, and no other role's opens it.
+    by_token = packages.token_valid(row, token, now=now)
+    staff = actor if actor is not None and actor.role in (Role.controller, Role.dpo) else None
+    if staff is None and not by_token:
+        raise PackageAccessError("a valid download token or a controller or DPO key is required")
     plan = packages.plan(
         session,
         config=config,
         request=row,
         format=format,
         now=now,
-        withhold_restricted=staff and not packages.token_valid(row, token, now=now),
+        withhold_restricted=staff is not None and staff.role is Role.controller and not by_token,
     )
     packages.record_download(
         session,
         request=row,
         plan=plan,
-        actor=actor.ref if staff and actor else "requester",
+        actor=staff.ref if staff is not None else "requester",
         now=now,
     )
     engine: Engine = request.app.state.engine

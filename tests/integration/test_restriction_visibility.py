@@ -24,6 +24,7 @@ from tests.integration.test_requests import (
     CANARY_EMAIL,
     CANARY_NAME,
     POLICY,
+    audit_bodies,
     file_and_verify,
     frozen,
     load_policy,
@@ -271,3 +272,40 @@ def test_a_controller_downloading_the_package_does_not_read_restricted_data(
     # the requester's own link still has everything
     own = client.get(link_of(engine, rid, "json")).json()
     assert {r["id"]: r for r in own["records"]}[ids["not_invited"]]["data"]["cv"] == CANARY_CV
+
+
+def test_the_dpo_opens_the_package_by_key_restricted_data_included(
+    client: TestClient, engine: Engine, auth_headers: KeyFactory, frozen: Any
+) -> None:
+    ids = _candidate(client, engine, auth_headers)
+    rid = file_and_verify(client, engine, "access")
+    process(client, rid, auth_headers("controller"))
+    dpo = auth_headers("dpo")
+    for fmt in ("json", "html", "csv"):
+        package = client.get(f"/v1/requests/{rid}/package?format={fmt}", headers=dpo)
+        assert package.status_code == 200, package.text
+        # both applications carry the CV, the restricted one's included
+        assert package.text.count(CANARY_CV) == 2, fmt
+    records = {
+        r["id"]: r for r in client.get(f"/v1/requests/{rid}/package", headers=dpo).json()["records"]
+    }
+    assert records[ids["not_invited"]]["data"]["cv"] == CANARY_CV
+    assert records[ids["not_invited"]]["restricted"] is True
+    assert records[ids["not_invited"]]["withheld"] is None
+    downloads = [b for b in audit_bodies(engine) if '"action":"dsr.package.downloaded"' in b]
+    assert downloads and all('"actor":"key:' in b for b in downloads)
+    assert_no_canary_in_audit(engine)
+
+
+def test_other_staff_keys_do_not_open_the_package(
+    client: TestClient, engine: Engine, auth_headers: KeyFactory, frozen: Any
+) -> None:
+    _candidate(client, engine, auth_headers)
+    rid = file_and_verify(client, engine, "access")
+    process(client, rid, auth_headers("controller"))
+    for role in ("ingest", "auditor"):
+        refused = client.get(f"/v1/requests/{rid}/package", headers=auth_headers(role))
+        assert refused.status_code == 403, role
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert CANARY_CV not in refused.text and CANARY_EMAIL not in refused.text
+    assert client.get(f"/v1/requests/{rid}/package").status_code == 403
