@@ -90,12 +90,14 @@ def merge_into(
 def whole_person(
     session: Session, *, keyring: Keyring, subject_id: uuid.UUID, actor: str, now: datetime
 ) -> uuid.UUID:
-    """The one subject of `subject_id`'s e-mail: duplicates of it are merged in first."""
+    """The one subject of `subject_id`'s e-mail: duplicates of it are merged in first.
+
+    Found by the subject's exact e-mail key, without decrypting anything, unless some subjects
+    are not keyed yet (stored before 0007, `merge-duplicates` not run)."""
     subject = records.get_subject(session, subject_id)
     if subject.identity is None:
         return subject_id
-    email = records.read_identity(session, keyring=keyring, subject=subject).email
-    same = [s.id for s, _ in records.find_subjects(session, keyring=keyring, email=email)]
+    same = [m.id for m in records.same_email(session, keyring=keyring, subject=subject)]
     if len(set(same) | {subject_id}) == 1:
         return subject_id
     return merge_into(
@@ -130,8 +132,10 @@ def merge_duplicates(
             report.subjects_checked += 1
             identity = records.read_identity(session, keyring=keyring, subject=subject)
             same = [
-                s.id
-                for s, _ in records.find_subjects(session, keyring=keyring, email=identity.email)
+                m.id
+                for m in records.find_subject_matches(
+                    session, keyring=keyring, email=identity.email
+                )
             ]
             if len(set(same) | {subject.id}) > 1:
                 survivor = merge_into(

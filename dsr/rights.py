@@ -964,19 +964,10 @@ def _rule_restricts(evaluator: Evaluator, record: PersonalRecord) -> bool:
     if record.policy_version is None:
         return False
     try:
-        _, decision = evaluator.decide(
-            policy=record.policy,
-            policy_version=record.policy_version,
-            category=record.category,
-            subject_category=record.subject_category,
-            outcome=record.outcome,
-            source=record.source,
-            context=record.context,
-            collected_at=record.collected_at,
-        )
+        _, due = evaluator.decide_record(record, policy_version=record.policy_version)
     except UnknownPolicyError:
         return False  # not in the registry: no rule of it can restrict
-    return decision.restricted
+    return due.restricted
 
 
 def _assess_objection(

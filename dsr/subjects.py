@@ -12,9 +12,10 @@ from records.models import Subject
 
 
 def find_subject_id(session: Session, keyring: Keyring, email: str) -> uuid.UUID | None:
-    """The subject whose e-mail on file is exactly `email` (the earliest if several)."""
-    found = records.find_subjects(session, keyring=keyring, email=email)
-    return found[0][0].id if found else None
+    """The subject whose e-mail on file is exactly `email` (the earliest if several), found by
+    its exact key: nothing is decrypted."""
+    found = records.find_subject_matches(session, keyring=keyring, email=email)
+    return found[0].id if found else None
 
 
 def email_on_file(session: Session, keyring: Keyring, subject_id: uuid.UUID) -> str | None:

@@ -1,8 +1,9 @@
 """Tables of this package: data subjects, their data keys, personal-data records, business events.
 
 Nothing here holds personal data in clear: identity attributes and payloads are ciphertexts
-(`records.crypto`), and look-up goes through truncated keyed blind indexes that match a few
-subjects, never exactly one.
+(`records.crypto`), and look-up goes through full-length keyed digests of the e-mail and
+external id (exact: one indexed query, nothing decrypted). The older truncated blind indexes
+stay for subjects stored before 0007 that have no digest yet.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class Subject(SQLModel, table=True):
 
     __tablename__ = "subject"
     __table_args__ = (
-        # created_at and erased_at ride along so that a bulk import's bucket look-up skips the
-        # subjects it created itself without reading their rows.
+        # The truncated buckets find only the subjects stored before 0007 that
+        # `lethe subjects merge-duplicates` has not keyed yet (see `records.service`).
         Index("ix_subject_email_index", "email_index", "created_at", "erased_at"),
         Index("ix_subject_external_id_index", "external_id_index"),
         # One e-mail (and one external id) is one live subject, enforced by the database so
@@ -69,7 +70,8 @@ class Subject(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=Column(Uuid(), primary_key=True))
     # JSON {"email","name","external_id","attributes"} encrypted under the subject's data key.
     identity: bytes | None = Field(default=None, sa_column=Column(LargeBinary(), nullable=True))
-    # Truncated HMAC buckets (see `Keyring.blind_index`); NULL once the subject is erased.
+    # Truncated HMAC buckets (see `Keyring.blind_index`); NULL once the subject is erased. Still
+    # written, so that a subject not keyed yet is found and a downgrade below 0007 finds all.
     email_index: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
     external_id_index: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
     # Full-length keyed HMACs (`records.service.exact_key`) for the uniqueness above; the truncated

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -347,6 +347,138 @@ def read_identity(
     )
 
 
+@dataclass(frozen=True)
+class SubjectMatch:
+    """A live subject whose e-mail or external id is exactly the one asked for, with the exact
+    keys it holds: enough to compare identities (same address? same external id?) without
+    decrypting them."""
+
+    id: uuid.UUID
+    created_at: datetime
+    email_key: str
+    external_id_key: str | None
+
+
+def _keyed_matches(session: Session, *, kind: str, keys: Iterable[str]) -> list[SubjectMatch]:
+    column = col(Subject.email_key) if kind == EMAIL else col(Subject.external_id_key)
+    rows = session.execute(
+        select(
+            col(Subject.id),
+            col(Subject.created_at),
+            col(Subject.email_key),
+            col(Subject.external_id_key),
+        ).where(one_of(session, column, keys), col(Subject.erased_at).is_(None))
+    ).all()
+    return [SubjectMatch(r[0], r[1], r[2], r[3]) for r in rows if r[2] is not None]
+
+
+def _unkeyed_matches(
+    session: Session, *, keyring: Keyring, kind: str, buckets: Iterable[int]
+) -> list[SubjectMatch]:
+    """Live subjects stored before 0007 that `lethe subjects merge-duplicates` has not keyed
+    yet, in these blind-index buckets: they hold only the truncated index, so these candidates
+    (and only they) are decrypted and their keys computed in memory. None once the command has
+    run: the probe then meets no row."""
+    column = col(Subject.email_index) if kind == EMAIL else col(Subject.external_id_index)
+    rows = session.execute(
+        select(
+            col(Subject.id),
+            col(Subject.created_at),
+            col(Subject.identity),
+            col(DataKey.id),
+            col(DataKey.wrapped_key),
+            col(DataKey.kek_epoch),
+        )
+        .join(DataKey, col(DataKey.subject_id) == col(Subject.id))
+        .where(
+            col(Subject.email_key).is_(None),
+            col(Subject.erased_at).is_(None),
+            one_of(session, column, buckets),
+        )
+    ).all()
+    found: list[SubjectMatch] = []
+    for subject_id, created_at, identity, key_id, wrapped, epoch in rows:
+        if identity is None or wrapped is None or epoch is None:
+            continue
+        plain = keyring.unwrap(wrapped, epoch=epoch, key_id=key_id, subject_id=subject_id)
+        raw = json.loads(
+            open_sealed(
+                plain, key_id, identity, Binding("subject", subject_id, "identity", subject_id)
+            )
+        )
+        ext = raw.get("external_id")
+        found.append(
+            SubjectMatch(
+                subject_id,
+                created_at,
+                exact_key(keyring, EMAIL, raw["email"]),
+                exact_key(keyring, EXTERNAL_ID, ext) if ext else None,
+            )
+        )
+    return found
+
+
+def _matches(
+    session: Session, *, keyring: Keyring, kind: str, wanted: dict[str, int]
+) -> dict[str, list[SubjectMatch]]:
+    """Exact key → the live subjects that hold it, oldest first. `wanted` maps each exact key
+    to its blind-index bucket (for the subjects not keyed yet)."""
+    if not wanted:
+        return {}
+    found: dict[str, list[SubjectMatch]] = {}
+    for match in _keyed_matches(session, kind=kind, keys=wanted.keys()) + _unkeyed_matches(
+        session, keyring=keyring, kind=kind, buckets=set(wanted.values())
+    ):
+        key = match.email_key if kind == EMAIL else match.external_id_key
+        if key is not None and key in wanted:
+            found.setdefault(key, []).append(match)
+    for matches in found.values():
+        matches.sort(key=lambda m: (m.created_at, m.id))
+    return found
+
+
+def _wanted(keyring: Keyring, kind: str, values: Iterable[str]) -> dict[str, tuple[str, int]]:
+    """Normalised value → (exact key, bucket)."""
+    return {v: (exact_key(keyring, kind, v), keyring.blind_index(kind, v)) for v in values if v}
+
+
+def find_subject_matches(
+    session: Session,
+    *,
+    keyring: Keyring,
+    email: str | None = None,
+    external_id: str | None = None,
+) -> list[SubjectMatch]:
+    """Live subjects whose e-mail (or external id) is exactly this one, oldest first: one query
+    on the exact key's unique index, nothing decrypted (but subjects not keyed since 0007)."""
+    if (email is None) == (external_id is None):
+        raise InvalidInputError("give exactly one of email or external_id")
+    if email is not None:
+        kind, value = EMAIL, normalise_email(email)
+    else:
+        assert external_id is not None
+        kind, value = EXTERNAL_ID, external_id.strip()
+    if not value:
+        return []
+    key = exact_key(keyring, kind, value)
+    found = _matches(
+        session, keyring=keyring, kind=kind, wanted={key: keyring.blind_index(kind, value)}
+    )
+    return found.get(key, [])
+
+
+def same_email(session: Session, *, keyring: Keyring, subject: Subject) -> list[SubjectMatch]:
+    """The live subjects of `subject`'s e-mail, itself included, oldest first. A keyed subject
+    is looked up by its stored key and bucket, without decrypting its identity."""
+    if subject.email_key is None or subject.email_index is None:
+        email = read_identity(session, keyring=keyring, subject=subject).email
+        return find_subject_matches(session, keyring=keyring, email=email)
+    found = _matches(
+        session, keyring=keyring, kind=EMAIL, wanted={subject.email_key: subject.email_index}
+    )
+    return found.get(subject.email_key, [])
+
+
 def find_subjects(
     session: Session,
     *,
@@ -354,117 +486,43 @@ def find_subjects(
     email: str | None = None,
     external_id: str | None = None,
 ) -> list[tuple[Subject, Identity]]:
-    """Subjects whose e-mail (or external id) is exactly this one.
-
-    The truncated blind index selects a few candidates; decrypting them decides.
-    """
-    if (email is None) == (external_id is None):
-        raise InvalidInputError("give exactly one of email or external_id")
-    if email is not None:
-        wanted = normalise_email(email)
-        bucket = keyring.blind_index(EMAIL, wanted)
-        column = col(Subject.email_index)
-    else:
-        assert external_id is not None
-        wanted = external_id.strip()
-        bucket = keyring.blind_index(EXTERNAL_ID, wanted)
-        column = col(Subject.external_id_index)
-    candidates = session.scalars(
-        select(Subject)
-        .where(column == bucket, col(Subject.erased_at).is_(None))
-        .order_by(col(Subject.created_at), col(Subject.id))
-    ).all()
+    """`find_subject_matches` with the identities decrypted, for callers that show them
+    (GET /v1/subjects): only the matches are decrypted, one key unwrap each."""
+    matches = find_subject_matches(session, keyring=keyring, email=email, external_id=external_id)
+    if not matches:
+        return []
+    by_id = subjects_by_ids(session, [m.id for m in matches])
     cache = KeyCache(keyring)
-    found: list[tuple[Subject, Identity]] = []
-    for subject in candidates:
-        identity = read_identity(session, keyring=keyring, subject=subject, cache=cache)
-        value = identity.email if email is not None else identity.external_id
-        if value == wanted:
-            found.append((subject, identity))
-    return found
+    cache.prefetch(session, by_id)
+    return [
+        (by_id[m.id], read_identity(session, keyring=keyring, subject=by_id[m.id], cache=cache))
+        for m in matches
+        if m.id in by_id
+    ]
 
 
 def find_subjects_by_emails(
-    session: Session,
-    *,
-    keyring: Keyring,
-    emails: Iterable[str],
-    cache: KeyCache | None = None,
-    skip: Container[uuid.UUID] = frozenset(),
-    not_created_at: datetime | None = None,
-    externals: dict[uuid.UUID, str | None] | None = None,
-) -> dict[str, list[uuid.UUID]]:
-    """Many e-mails at once (bulk import): one query for all their index buckets, then decrypt
-    the candidates, except those in `skip` (subjects whose e-mail the caller already knows)
-    and, without reading them, those created at `not_created_at` (an import run's own
-    subjects, which it remembers). Returns normalised e-mail → ids of the live subjects."""
-    wanted = {normalise_email(e) for e in emails}
-    if not wanted:
-        return {}
-    buckets = {keyring.blind_index(EMAIL, e) for e in wanted}
-    stmt = (
-        select(
-            col(Subject.id),
-            col(Subject.identity),
-            col(DataKey.id),
-            col(DataKey.wrapped_key),
-            col(DataKey.kek_epoch),
-        )
-        .join(DataKey, col(DataKey.subject_id) == col(Subject.id))
-        .where(one_of(session, col(Subject.email_index), buckets), col(Subject.erased_at).is_(None))
-        .order_by(col(Subject.created_at), col(Subject.id))
+    session: Session, *, keyring: Keyring, emails: Iterable[str]
+) -> dict[str, list[SubjectMatch]]:
+    """Many e-mails at once (bulk import): one query on the exact keys, nothing decrypted.
+    Returns normalised e-mail → the live subjects of it, oldest first."""
+    wanted = _wanted(keyring, EMAIL, {normalise_email(e) for e in emails})
+    found = _matches(
+        session, keyring=keyring, kind=EMAIL, wanted={k: b for k, b in wanted.values()}
     )
-    if not_created_at is not None:
-        stmt = stmt.where(col(Subject.created_at) != not_created_at)
-    rows = session.execute(stmt).all()
-    found: dict[str, list[uuid.UUID]] = {}
-    for subject_id, identity, key_id, wrapped, epoch in rows:
-        if subject_id in skip or identity is None or wrapped is None or epoch is None:
-            continue
-        plain = keyring.unwrap(wrapped, epoch=epoch, key_id=key_id, subject_id=subject_id)
-        if cache is not None:
-            cache.put(subject_id, key_id, plain)
-        raw = json.loads(
-            open_sealed(
-                plain, key_id, identity, Binding("subject", subject_id, "identity", subject_id)
-            )
-        )
-        if raw["email"] in wanted:
-            found.setdefault(raw["email"], []).append(subject_id)
-            if externals is not None:
-                externals[subject_id] = raw.get("external_id")
-    return found
+    return {e: found[k] for e, (k, _) in wanted.items() if k in found}
 
 
 def find_subjects_by_external_ids(
-    session: Session,
-    *,
-    keyring: Keyring,
-    external_ids: Iterable[str],
-    cache: KeyCache | None = None,
-    not_created_at: datetime | None = None,
-) -> dict[str, list[tuple[uuid.UUID, str]]]:
-    """Many external ids at once (bulk import): external id → (id, e-mail) of the live
-    subjects that hold it, so an import can refuse one bound to another address."""
-    wanted = {e.strip() for e in external_ids if e and e.strip()}
-    if not wanted:
-        return {}
-    buckets = {keyring.blind_index(EXTERNAL_ID, e) for e in wanted}
-    stmt = select(Subject).where(
-        one_of(session, col(Subject.external_id_index), buckets), col(Subject.erased_at).is_(None)
+    session: Session, *, keyring: Keyring, external_ids: Iterable[str]
+) -> dict[str, list[SubjectMatch]]:
+    """Many external ids at once (bulk import): external id → the live subjects that hold it
+    (their `email_key` says whether it is bound to another address), nothing decrypted."""
+    wanted = _wanted(keyring, EXTERNAL_ID, {e.strip() for e in external_ids if e})
+    found = _matches(
+        session, keyring=keyring, kind=EXTERNAL_ID, wanted={k: b for k, b in wanted.values()}
     )
-    if not_created_at is not None:
-        stmt = stmt.where(col(Subject.created_at) != not_created_at)
-    stmt = stmt.order_by(col(Subject.created_at), col(Subject.id))
-    cache = cache if cache is not None else KeyCache(keyring)
-    found: dict[str, list[tuple[uuid.UUID, str]]] = {}
-    for subject in session.scalars(stmt).all():
-        if subject.identity is None:
-            continue
-        identity = read_identity(session, keyring=keyring, subject=subject, cache=cache)
-        if identity.external_id in wanted:
-            found.setdefault(identity.external_id, []).append((subject.id, identity.email))
-    return found
+    return {e: found[k] for e, (k, _) in wanted.items() if k in found}
 
 
 @dataclass(frozen=True)
@@ -479,19 +537,21 @@ class Resolved:
 
 def _check_compatible(
     session: Session, *, keyring: Keyring, email: str, external_id: str | None
-) -> tuple[Subject, Identity] | None:
+) -> SubjectMatch | None:
     """The live subject of `email` (the oldest, where the old ingest made several), or None;
-    a conflict when the e-mail or the external id is bound otherwise."""
-    by_email = find_subjects(session, keyring=keyring, email=email)
-    if by_email and external_id is not None:
-        held = by_email[0][1].external_id
-        if held is not None and held != external_id:
+    a conflict when the e-mail or the external id is bound otherwise. Compared by exact keys:
+    nothing is decrypted."""
+    by_email = find_subject_matches(session, keyring=keyring, email=email)
+    if external_id is not None:
+        wanted = exact_key(keyring, EXTERNAL_ID, external_id)
+        held = by_email[0].external_id_key if by_email else None
+        if held is not None and held != wanted:
             raise SubjectIdentityConflictError(
                 "a subject with this e-mail address has another external_id"
             )
-    if external_id is not None:
-        for _subject, identity in find_subjects(session, keyring=keyring, external_id=external_id):
-            if identity.email != email:
+        mail = exact_key(keyring, EMAIL, email)
+        for match in find_subject_matches(session, keyring=keyring, external_id=external_id):
+            if match.email_key != mail:
                 raise SubjectIdentityConflictError(
                     "this external_id belongs to a subject with another e-mail address"
                 )
@@ -512,28 +572,30 @@ def resolve_subject(
     """The live subject of this e-mail, created if there is none: one address, one subject.
 
     The stored identity is kept as it is (a name or attributes sent again do not overwrite it;
-    rectification does that), except that a missing external id is filled in. A lost race
-    with a concurrent ingest meets the unique index and resolves to the winner.
+    rectification does that), except that a missing external id is filled in, and a subject
+    stored before 0007 gets its exact keys: only then is the identity decrypted (to seal it
+    again). A lost race with a concurrent ingest meets the unique index and resolves to the
+    winner.
     """
     email_norm = normalise_email(email)
     ext = external_id.strip() if external_id else None
     found = _check_compatible(session, keyring=keyring, email=email_norm, external_id=ext)
     if found is not None:
-        subject, identity = found
-        filled: tuple[str, ...] = ()
-        if ext is not None and identity.external_id is None:
-            identity = Identity(
-                email=identity.email,
-                name=identity.name,
-                external_id=ext,
-                attributes=identity.attributes,
-            )
-            filled = ("external_id",)
-        if filled or subject.email_key is None:
+        subject = get_subject(session, found.id)
+        fill = ext is not None and found.external_id_key is None
+        if fill or subject.email_key is None:
+            identity = read_identity(session, keyring=keyring, subject=subject, cache=cache)
+            if fill:
+                identity = Identity(
+                    email=identity.email,
+                    name=identity.name,
+                    external_id=ext,
+                    attributes=identity.attributes,
+                )
             set_identity(
                 session, keyring=keyring, subject=subject, identity=identity, now=now, cache=cache
             )
-        return Resolved(subject=subject, created=False, filled=filled)
+        return Resolved(subject=subject, created=False, filled=("external_id",) if fill else ())
     try:
         with session.begin_nested():
             subject = create_subject(
@@ -552,7 +614,7 @@ def resolve_subject(
             raise SubjectIdentityConflictError(
                 "the e-mail address or external_id is bound to another subject"
             ) from None
-        return Resolved(subject=found[0], created=False)
+        return Resolved(subject=get_subject(session, found.id), created=False)
     return Resolved(subject=subject, created=True)
 
 
@@ -576,11 +638,11 @@ def set_identity(
     identity = Identity(
         email=email, name=identity.name, external_id=ext, attributes=identity.attributes
     )
-    for other, _ in find_subjects(session, keyring=keyring, email=email):
+    for other in find_subject_matches(session, keyring=keyring, email=email):
         if other.id != subject.id:
             raise SubjectIdentityConflictError("the e-mail address belongs to another data subject")
     if ext is not None:
-        for other, _ in find_subjects(session, keyring=keyring, external_id=ext):
+        for other in find_subject_matches(session, keyring=keyring, external_id=ext):
             if other.id != subject.id:
                 raise SubjectIdentityConflictError("the external_id belongs to another subject")
     cache = cache or KeyCache(keyring)
@@ -1124,6 +1186,7 @@ __all__ = [
     "Resolved",
     "SubjectErasedError",
     "SubjectIdentityConflictError",
+    "SubjectMatch",
     "SubjectNotFoundError",
     "key_id_of",
 ]

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, select
@@ -74,6 +74,25 @@ def _trigger_types(document: PolicyDocument, *, match: str | None = None) -> set
             found.add(trigger.event)
         found.update(trigger.reset_events)
     return found
+
+
+class RecordFacts(Protocol):
+    """What a record's rule is decided on: a stored record, a row of one, or an ingest body."""
+
+    @property
+    def policy(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def subject_category(self) -> str | None: ...
+    @property
+    def outcome(self) -> str | None: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def context(self) -> str | None: ...
+    @property
+    def collected_at(self) -> datetime: ...
 
 
 class Evaluator:
@@ -270,6 +289,24 @@ class Evaluator:
         )
         return version, due
 
+    def decide_record(
+        self, record: RecordFacts, *, policy_version: int | None = None
+    ) -> tuple[int, records.Due]:
+        """The due fields of one record (its rule, due date, action and whether the rule
+        restricts it), under `policy_version` (a stored record keeps the version it was stored
+        under) or the current version; ingest, event recomputation and dsr all ask this.
+        `UnknownPolicyError` when the processing record is not in the registry."""
+        return self.decide_due(
+            policy=record.policy,
+            policy_version=policy_version,
+            category=record.category,
+            subject_category=record.subject_category,
+            outcome=record.outcome,
+            source=record.source,
+            context=record.context,
+            collected_at=record.collected_at,
+        )
+
     def _decide(
         self,
         *,
@@ -398,16 +435,7 @@ def recompute_for_event(
         for rows in _scope_batches(session, scope, batch_size):
             updates: list[tuple[uuid.UUID, records.Due]] = []
             for row in rows:
-                _, due = evaluator.decide_due(
-                    policy=row.policy,
-                    policy_version=row.policy_version,
-                    category=row.category,
-                    subject_category=row.subject_category,
-                    outcome=row.outcome,
-                    source=row.source,
-                    context=row.context,
-                    collected_at=row.collected_at,
-                )
+                _, due = evaluator.decide_record(row, policy_version=row.policy_version)
                 before = records.Due(
                     due_at=row.due_at,
                     rule_id=row.rule_id,

@@ -41,7 +41,7 @@ from records.models import (
 )
 from records.schemas import ImportLine, RecordBody, RecordCreate, SubjectCreate
 from records.types import value_free_error
-from retention.due import Evaluator, due_of, recompute_for_event
+from retention.due import Evaluator, recompute_for_event
 
 log = structlog.get_logger(__name__)
 
@@ -167,15 +167,7 @@ def ingest_record(
     undeclared = undeclared_category(evaluator, body)
     if undeclared is not None:
         raise InvalidInputError(f"{undeclared[0]}: {undeclared[1]}")
-    version, decision = evaluator.decide(
-        policy=body.policy,
-        category=body.category,
-        subject_category=body.subject_category,
-        outcome=body.outcome,
-        source=body.source,
-        context=body.context,
-        collected_at=body.collected_at,
-    )
+    version, due = evaluator.decide_record(body)
     record, created = records.put_record(
         session,
         keyring=keyring,
@@ -191,7 +183,7 @@ def ingest_record(
         collected_at=body.collected_at,
         payload=body.payload,
         payload_hash=payload_hash,
-        due=due_of(decision),
+        due=due,
         now=now,
     )
     if created:
@@ -358,15 +350,13 @@ class ImportState:
         self.now = now
         self.evaluator = Evaluator(session, now=now)
         self.subject_by_email: dict[str, uuid.UUID] = {}
-        # subjects whose e-mail is in `subject_by_email`: their identity needs no decryption
-        self.known_ids: set[uuid.UUID] = set()
-        self.trimmed = False
-        # e-mail → stored subjects found by the batch's prefetch, not yet used by a line
-        self.matches: dict[str, list[uuid.UUID]] = {}
-        # One external id is one subject too: who holds it, and what each known subject holds.
+        # e-mail → stored subjects found by the batch's look-up, not yet used by a line
+        self.matches: dict[str, list[records.SubjectMatch]] = {}
+        # One external id is one subject too: who holds it, and what each known subject holds,
+        # both by exact key (a stored subject's external id is compared, never decrypted).
         self.subject_by_external: dict[str, uuid.UUID] = {}
-        self.external_of: dict[uuid.UUID, str | None] = {}
-        self.external_matches: dict[str, list[tuple[uuid.UUID, str]]] = {}
+        self.external_key_of: dict[uuid.UUID, str | None] = {}
+        self.external_matches: dict[str, list[records.SubjectMatch]] = {}
         self.cache = records.KeyCache(keyring)
 
     def rebind(self, session: Session) -> None:
@@ -380,17 +370,17 @@ class ImportState:
 
     def remember(self, email: str, subject_id: uuid.UUID) -> None:
         self.subject_by_email[email] = subject_id
-        self.known_ids.add(subject_id)
+
+    def external_key(self, external_id: str) -> str:
+        return records.exact_key(self.keyring, records.EXTERNAL_ID, external_id)
 
     def trim(self, limit: int = 50_000) -> None:
         """Keep memory bounded on long imports: the caches only save work, the database decides
         (about 200 bytes a subject: 10 MB at the limit)."""
         if len(self.subject_by_email) > limit:
             self.subject_by_email.clear()
-            self.known_ids.clear()
             self.subject_by_external.clear()
-            self.external_of.clear()
-            self.trimmed = True
+            self.external_key_of.clear()
         if len(self.cache) > limit // 4:
             self.cache = records.KeyCache(self.keyring)
         self.matches.clear()
@@ -570,33 +560,29 @@ def import_batch(
     unseen = {
         records.normalise_email(p.subject.email) for _, p, _, _, _ in fresh if p.subject is not None
     } - state.subject_by_email.keys()
-    state.matches.update(
-        records.find_subjects_by_emails(
-            session,
-            keyring=keyring,
-            emails=unseen,
-            cache=state.cache,
-            skip=state.known_ids,
-            # Every subject this run created (at `state.now`) is in its memory until a trim.
-            not_created_at=None if state.trimmed else state.now,
-            externals=state.external_of,
-        )
-    )
+    # One query on the exact keys each; identities stay sealed (a stored subject's data key is
+    # unwrapped once, below, because its new records are sealed under it).
+    state.matches.update(records.find_subjects_by_emails(session, keyring=keyring, emails=unseen))
     state.external_matches.update(
         records.find_subjects_by_external_ids(
             session,
             keyring=keyring,
             external_ids={
-                p.subject.external_id.strip()
-                for _, p, _, _, _ in fresh
-                if p.subject is not None and p.subject.external_id
-            }
-            - state.subject_by_external.keys(),
-            cache=state.cache,
-            not_created_at=None if state.trimmed else state.now,
+                ext
+                for ext in (
+                    p.subject.external_id.strip()
+                    for _, p, _, _, _ in fresh
+                    if p.subject is not None and p.subject.external_id
+                )
+                if state.external_key(ext) not in state.subject_by_external
+            },
         )
     )
-    state.cache.prefetch(session, [s for s, erased in by_id.items() if not erased])
+    state.cache.prefetch(
+        session,
+        [s for s, erased in by_id.items() if not erased]
+        + [found[0].id for email, found in state.matches.items() if email in unseen],
+    )
     new_subjects: list[dict[str, Any]] = []
     new_keys: list[dict[str, Any]] = []
     new_subject_ids: list[uuid.UUID] = []
@@ -606,15 +592,7 @@ def import_batch(
             undeclared = undeclared_category(state.evaluator, parsed)
             if undeclared is not None:
                 raise LineFailure(*undeclared)
-            version, due = state.evaluator.decide_due(
-                policy=parsed.policy,
-                category=parsed.category,
-                subject_category=parsed.subject_category,
-                outcome=parsed.outcome,
-                source=parsed.source,
-                context=parsed.context,
-                collected_at=parsed.collected_at,
-            )
+            version, due = state.evaluator.decide_record(parsed)
             if parsed.subject_id is not None:
                 erased = by_id.get(parsed.subject_id)
                 if erased is None:
@@ -770,20 +748,26 @@ def _resolve_inline_subject(
     on the stored subject is not filled in here (POST /v1/subjects does that, audited)."""
     email = records.normalise_email(subject.email)
     ext = subject.external_id.strip() if subject.external_id else None
+    ext_key = state.external_key(ext) if ext is not None else None
     known = state.subject_by_email.get(email)
     if known is None and state.matches.get(email):
-        known = state.matches[email][0]
-    if ext is not None:
-        owner = state.subject_by_external.get(ext)
+        match = state.matches[email][0]
+        known = match.id
+        state.external_key_of[known] = match.external_id_key
+    if ext is not None and ext_key is not None:
+        owner = state.subject_by_external.get(ext_key)
         owners = [owner] if owner is not None else []
-        owners += [sid for sid, mail in state.external_matches.get(ext, []) if mail != email]
+        matches = state.external_matches.get(ext, [])
+        if matches:
+            mail_key = records.exact_key(state.keyring, records.EMAIL, email)
+            owners += [m.id for m in matches if m.email_key != mail_key]
         if any(o != known for o in owners):
             raise LineFailure(
                 "subject.external_id", "belongs to a subject with another e-mail address"
             )
     if known is not None:
-        held = state.external_of.get(known)
-        if ext is not None and held is not None and held != ext:
+        held = state.external_key_of.get(known)
+        if ext_key is not None and held is not None and held != ext_key:
             raise LineFailure(
                 "subject.external_id", "the subject with this e-mail has another external_id"
             )
@@ -803,8 +787,8 @@ def _resolve_inline_subject(
     new_keys.append(new.key_row)
     new_subject_ids.append(new.id)
     state.remember(email, new.id)
-    state.external_of[new.id] = ext
-    if ext is not None:
-        state.subject_by_external[ext] = new.id
+    state.external_key_of[new.id] = ext_key
+    if ext_key is not None:
+        state.subject_by_external[ext_key] = new.id
     state.cache.put(new.id, new.key_id, new.data_key)
     return new.id

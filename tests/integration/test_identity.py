@@ -23,10 +23,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 from typer.testing import CliRunner
 
+from dsr import subjects as dsr_subjects
 from dsr.models import NotificationOutbox
 from lethe.cli import app as cli_app
 from lethe.logging import configure_logging
 from lethe.settings import Settings
+from records import crypto
 from records import service as records
 from records.crypto import Keyring
 from records.db import unit_of_work
@@ -491,6 +493,136 @@ def test_merge_duplicates_command_merges_and_indexes_old_subjects(
         records.create_subject(s, keyring=keyring, email=EMAIL, now=T0)
     again = CliRunner().invoke(cli_app, ["subjects", "merge-duplicates"])
     assert again.exit_code == 0 and "0 subject(s) checked" in again.output
+
+
+def import_line(email: str, ext: str | None, n: int) -> str:
+    subject: dict[str, Any] = {"email": email, "name": NAME}
+    if ext:
+        subject["external_id"] = ext
+    return json.dumps(
+        {
+            "subject": subject,
+            "policy": POLICY,
+            "category": "application",
+            "subject_category": "candidate",
+            "context": CALL,
+            "outcome": "not_selected",
+            "collected_at": "2024-03-20T10:00:00+01:00",
+            "payload": {"cv": CV, "n": n},
+        }
+    )
+
+
+def post_import(client: TestClient, headers: dict[str, str], *lines: str) -> dict[str, Any]:
+    response = client.post(
+        "/v1/imports",
+        content="\n".join(lines),
+        headers={**headers, "content-type": "application/x-ndjson"},
+    )
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+# --- look-ups by exact key ----------------------------------------------------------------
+
+
+def test_finding_a_subject_by_address_or_external_id_decrypts_no_identity(
+    client: TestClient, auth_headers: KeyFactory, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exact keys decide, even beside a subject in the same blind-index bucket (the bulk
+    import used to decrypt every candidate of a bucket, one key unwrap each)."""
+    load_policy(engine)
+    keyring = keyring_of(client)
+    ingest = auth_headers("ingest")
+    posted = client.post(
+        "/v1/subjects", json={"email": EMAIL, "external_id": EXT}, headers=ingest
+    ).json()["id"]
+    bucket = keyring.blind_index(records.EMAIL, EMAIL)
+    neighbour = next(
+        e
+        for e in (f"canary-n{i}@example.org" for i in range(200_000))
+        if keyring.blind_index(records.EMAIL, e) == bucket
+    )
+    client.post("/v1/subjects", json={"email": neighbour}, headers=ingest)
+    opened: list[bytes] = []
+    real_open = crypto.open_sealed
+
+    def counting_open(*args: Any, **kwargs: Any) -> bytes:
+        opened.append(b"")
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr("records.service.open_sealed", counting_open)
+
+    with Session(engine) as s:
+        matches = records.find_subject_matches(s, keyring=keyring, email=f" {EMAIL.upper()}")
+        assert [str(m.id) for m in matches] == [posted]
+        by_email = records.find_subjects_by_emails(s, keyring=keyring, emails=[EMAIL])
+        assert [str(m.id) for m in by_email[EMAIL]] == [posted]
+        by_ext = records.find_subjects_by_external_ids(s, keyring=keyring, external_ids=[EXT])
+        assert [str(m.id) for m in by_ext[EXT]] == [posted]
+        assert str(dsr_subjects.find_subject_id(s, keyring, EMAIL)) == posted
+    again = client.post("/v1/subjects", json={"email": EMAIL, "external_id": EXT}, headers=ingest)
+    assert again.status_code == 200 and again.json()["id"] == posted
+    refused = client.post(
+        "/v1/subjects", json={"email": EMAIL, "external_id": OTHER_EXT}, headers=ingest
+    )
+    assert refused.status_code == 409
+    result = post_import(client, ingest, import_line(EMAIL, EXT, 1), import_line(NEW_EMAIL, EXT, 2))
+    assert result["imported"] == 1
+    assert [(f["line"], f["error"].split(":")[0]) for f in result["failed"]] == [
+        (2, "subject.external_id")
+    ]
+    assert opened == []
+
+    # Showing the identity decrypts the match, and only it.
+    shown = client.get("/v1/subjects", params={"email": EMAIL}, headers=auth_headers("dpo"))
+    assert [(f["id"], f["external_id"]) for f in shown.json()] == [(posted, EXT)]
+    assert len(opened) == 1
+
+
+def test_a_subject_stored_before_0007_is_found_until_its_first_ingest_keys_it(
+    client: TestClient, auth_headers: KeyFactory, engine: Engine
+) -> None:
+    """Without `lethe subjects merge-duplicates`, a subject with no exact keys is still one
+    person to every look-up (through its blind index), and the next single ingest keys it."""
+    load_policy(engine)
+    keyring = keyring_of(client)
+    with unit_of_work(engine) as s:
+        old = records.create_subject(
+            s, keyring=keyring, email=EMAIL, name=NAME, external_id=EXT, now=T0
+        )
+        old.email_key = None
+        old.external_id_key = None
+        s.add(old)
+        old_id = str(old.id)
+    dpo, ingest = auth_headers("dpo"), auth_headers("ingest")
+    for query in ({"email": EMAIL.upper()}, {"external_id": EXT}):
+        found = client.get("/v1/subjects", params=query, headers=dpo).json()
+        assert [(f["id"], f["name"]) for f in found] == [(old_id, NAME)]
+    with Session(engine) as s:
+        assert str(dsr_subjects.find_subject_id(s, keyring, EMAIL)) == old_id
+
+    result = post_import(
+        client,
+        ingest,
+        import_line(EMAIL, EXT, 1),
+        import_line(EMAIL, OTHER_EXT, 2),  # the stored subject has another external id
+        import_line(NEW_EMAIL, EXT, 3),  # the stored subject's external id, another address
+    )
+    assert result["imported"] == 1
+    assert [f["line"] for f in result["failed"]] == [2, 3]
+    assert [str(s.id) for s in live_subjects(engine)] == [old_id]
+    with Session(engine) as s:
+        assert [str(r.subject_id) for r in s.execute(select(PersonalRecord)).scalars()] == [old_id]
+
+    again = client.post("/v1/subjects", json={"email": EMAIL}, headers=ingest)
+    assert again.status_code == 200 and again.json()["id"] == old_id
+    [subject] = live_subjects(engine)
+    assert subject.email_key == records.exact_key(keyring, records.EMAIL, EMAIL)
+    assert subject.external_id_key == records.exact_key(keyring, records.EXTERNAL_ID, EXT)
+    found = client.get("/v1/subjects", params={"external_id": EXT}, headers=dpo).json()
+    assert [f["id"] for f in found] == [old_id]
 
 
 @pytest.mark.postgres_only
