@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -102,6 +103,17 @@ def _refused(
         return _back(request, path, error=exc.detail)
     fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
     return _back(request, path, error=f"invalid fields: {fields}")
+
+
+def _act(
+    request: Request, session: Session, path: str, action: Callable[[], object], *, ok: str
+) -> RedirectResponse:
+    """Run one console action and come back to `path` with `ok`, or with the refusal."""
+    try:
+        action()
+    except (DomainError, ValidationError) as exc:
+        return _refused(request, session, path, exc)
+    return _back(request, path, ok=ok)
 
 
 def _page(request: Request, user: ConsoleUser, template: str, **context: Any) -> HTMLResponse:
@@ -266,8 +278,7 @@ def extend_request(
     months: Annotated[int, Form()] = 0,
     reason: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
-    path = f"/console/requests/{request_id}"
-    try:
+    def extend() -> None:
         body = ExtendBody.model_validate({"months": months, "reason": reason})
         dsr.extend(
             session,
@@ -278,9 +289,9 @@ def extend_request(
             actor=user.actor,
             now=now,
         )
-    except (DomainError, ValidationError) as exc:
-        return _refused(request, session, path, exc)
-    return _back(request, path, ok="Deadline extended; the requester is told.")
+
+    path = f"/console/requests/{request_id}"
+    return _act(request, session, path, extend, ok="Deadline extended; the requester is told.")
 
 
 @router.post("/requests/{request_id}/process")
@@ -293,8 +304,7 @@ def process_request(
     upheld: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
-    path = f"/console/requests/{request_id}"
-    try:
+    def process() -> None:
         rights.process(
             session,
             config=_config(request),
@@ -304,9 +314,9 @@ def process_request(
             reason=reason.strip() or None,
             now=now,
         )
-    except DomainError as exc:
-        return _refused(request, session, path, exc)
-    return _back(request, path, ok="Request processed.")
+
+    path = f"/console/requests/{request_id}"
+    return _act(request, session, path, process, ok="Request processed.")
 
 
 @router.post("/requests/{request_id}/reject")
@@ -319,8 +329,7 @@ def reject_request(
     ground: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
-    path = f"/console/requests/{request_id}"
-    try:
+    def reject() -> None:
         body = RejectBody.model_validate({"ground": ground, "reason": reason})
         rights.reject(
             session,
@@ -331,10 +340,13 @@ def reject_request(
             actor=user.actor,
             now=now,
         )
-    except (DomainError, ValidationError) as exc:
-        return _refused(request, session, path, exc)
-    return _back(
-        request, path, ok="Request rejected; the requester is told why and how to complain."
+
+    return _act(
+        request,
+        session,
+        f"/console/requests/{request_id}",
+        reject,
+        ok="Request rejected; the requester is told why and how to complain.",
     )
 
 
@@ -342,15 +354,17 @@ def reject_request(
 def lift_restriction(
     request_id: uuid.UUID, request: Request, user: Controller, session: SessionDep, now: NowDep
 ) -> RedirectResponse:
-    path = f"/console/requests/{request_id}"
-    try:
+    def lift() -> None:
         rights.lift_restriction(
             session, config=_config(request), request_id=request_id, actor=user.actor, now=now
         )
-    except DomainError as exc:
-        return _refused(request, session, path, exc)
-    return _back(
-        request, path, ok="Restriction step recorded (the subject is told before it is lifted)."
+
+    return _act(
+        request,
+        session,
+        f"/console/requests/{request_id}",
+        lift,
+        ok="Restriction step recorded (the subject is told before it is lifted).",
     )
 
 
@@ -413,7 +427,7 @@ def place_hold(
     reason: Annotated[str, Form()] = "",
     case_reference: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
-    try:
+    def place() -> None:
         body = HoldCreate(
             scope=HoldScopeIn.model_validate(
                 {_SCOPE_FIELD.get(scope_kind, scope_kind): scope_value.strip() or None}
@@ -429,9 +443,8 @@ def place_hold(
             actor=user.actor,
             now=now,
         )
-    except (DomainError, ValidationError) as exc:
-        return _refused(request, session, "/console/holds", exc)
-    return _back(request, "/console/holds", ok="Legal hold placed.")
+
+    return _act(request, session, "/console/holds", place, ok="Legal hold placed.")
 
 
 @router.post("/holds/{hold_id}/release")
@@ -443,15 +456,14 @@ def release_hold(
     now: NowDep,
     reason: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
-    try:
+    def release() -> None:
         if not reason.strip():
             raise InvalidInputError("a reason is required to release a hold")
         holds.release_hold(
             session, hold_id=hold_id, reason=reason.strip(), actor=user.actor, now=now
         )
-    except DomainError as exc:
-        return _refused(request, session, "/console/holds", exc)
-    return _back(request, "/console/holds", ok="Legal hold released.")
+
+    return _act(request, session, "/console/holds", release, ok="Legal hold released.")
 
 
 # --- purge runs -----------------------------------------------------------------------------------

@@ -399,6 +399,22 @@ def test_controller_extends_once_then_is_refused_and_nothing_half_done_is_kept(
     assert row is not None and row.status == "rejected"
 
 
+def test_controller_processes_once_then_processing_and_lifting_are_refused(
+    web: TestClient, engine: Engine, settings: Settings, session: Session
+) -> None:
+    rid = _staff_request(engine, settings, days_ago=2)
+    _sign_in(web, engine, "controller")
+    token = _csrf(web.get(f"/console/requests/{rid}").text)
+    processed = web.post(f"/console/requests/{rid}/process", data={"csrf_token": token})
+    assert "Request processed." in processed.text
+    again = web.post(f"/console/requests/{rid}/process", data={"csrf_token": token})
+    assert "flash error" in again.text and "cannot be processed" in again.text
+    lifted = web.post(f"/console/requests/{rid}/lift", data={"csrf_token": token})
+    assert "flash error" in lifted.text and "can be lifted" in lifted.text
+    row = session.get(DsrRequest, uuid.UUID(rid))
+    assert row is not None and row.status == "completed"
+
+
 def test_every_message_of_the_pages_has_its_french() -> None:
     from lethe.console import staff
     from lethe.console.messages_fr import FR
