@@ -4,10 +4,13 @@ Both sides read the same NDJSON file (the DPR-EC-01488 demo data: candidates wit
 motivation letters, accounts…) in batches of `--batch-size` lines, one transaction per batch:
 
 - baseline: `json.loads` each line and `executemany` INSERT the subjects and records as they
-  are, unencrypted, with no validation, no due date, no audit;
-- lethe: the real import (`retention.ingest.import_batch`): validation, subjects found by e-mail
-  through the blind index or created with a fresh data key, payloads sealed with AES-256-GCM,
-  keyed fingerprints for idempotency, due dates from the policy evaluation, audit entries.
+  are, unencrypted, with no validation, no due date, no audit; a subject's row carries the same
+  columns as lethe's (a 64-hex digest of its e-mail and external id, under the same unique
+  indexes), so both sides pay for the same index upkeep;
+- lethe: the real import (`retention.ingest.import_batch`): validation, subjects found by the
+  exact keyed digest of their e-mail or created with a fresh data key, payloads sealed with
+  AES-256-GCM, keyed fingerprints for idempotency, due dates from the policy evaluation, audit
+  entries.
 
     .venv/bin/python bench/ingest.py                        # SQLite in a temporary directory
     .venv/bin/python bench/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1/bench \
@@ -21,6 +24,7 @@ import (flat: the file is streamed and the caches are bounded).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -84,12 +88,19 @@ def baseline(engine: Engine, path: Path, batch_size: int) -> int:
             subject_id = subjects.get(email)
             if subject_id is None:
                 subject_id = subjects[email] = uuid.uuid4()
+                external_id = raw["subject"].get("external_id")
                 subject_rows.append(
                     {
                         "id": subject_id,
                         "identity": json.dumps(raw["subject"]).encode(),
                         "email_index": None,
                         "external_id_index": None,
+                        "email_key": hashlib.sha256(email.encode()).hexdigest(),
+                        "external_id_key": (
+                            hashlib.sha256(external_id.encode()).hexdigest()
+                            if external_id
+                            else None
+                        ),
                         "created_at": NOW,
                         "updated_at": NOW,
                         "erased_at": None,
