@@ -84,7 +84,8 @@ def find_subjects(
     found = service.find_subjects(
         session, keyring=keyring_of(request), email=email, external_id=external_id
     )
-    # A blind-index bucket holds a handful of subjects: paginate what it matched in memory.
+    # An exact key matches one live subject (a few where old duplicates are not merged yet):
+    # paginate what it matched in memory.
     found = page.window(
         found, key=lambda f: (f[0].created_at, f[0].id), types=(datetime, uuid.UUID)
     )
