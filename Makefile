@@ -49,6 +49,8 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/purge.py
 	$(BIN)/python bench/dsr.py
+	$(BIN)/python bench/connectors.py 100000 --source postgresql
+	$(BIN)/python bench/connectors.py 100000 --source mariadb
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

@@ -72,7 +72,9 @@ class SyncResult:
         return sum(getattr(c, name) for c in self.tables.values())
 
 
-def record_id(keyring: Keyring, mapping: ConnectorMapping, table: str, key: str) -> uuid.UUID:
+def record_id(
+    keyring: Keyring, mapping: ConnectorMapping, table: str, key: str, *, rank: int | None = None
+) -> uuid.UUID:
     """A stable, keyed id for a source row. Its first byte is the table's erasure rank, so that
     among records due at the same instant (the purge's keyset order is due date, then id) the
     rows that refer to others come first and a batch erases them before what they refer to."""
@@ -81,7 +83,8 @@ def record_id(keyring: Keyring, mapping: ConnectorMapping, table: str, key: str)
         json.dumps([mapping.name, table, key]).encode("utf-8"),
         hashlib.sha256,
     ).digest()
-    return uuid.UUID(bytes=bytes([mapping.rank(table)]) + digest[1:16])
+    rank = mapping.rank(table) if rank is None else rank
+    return uuid.UUID(bytes=bytes([rank]) + digest[1:16])
 
 
 def _fingerprint(keyring: Keyring, mapping: ConnectorMapping, table: TableMapping, row: Any) -> str:
@@ -169,6 +172,7 @@ def _sync_batch(
     }
     policy = mapping.policy_of(table)
     subject_category = mapping.subject_category_of(table)
+    rank = mapping.rank(table.name)
     new_rows: list[dict[str, Any]] = []
     changed: list[uuid.UUID] = []
     due_updates: list[tuple[uuid.UUID, records.Due]] = []
@@ -214,7 +218,7 @@ def _sync_batch(
             continue
         new_rows.append(
             {
-                "id": record_id(state.keyring, mapping, table.name, row.key),
+                "id": record_id(state.keyring, mapping, table.name, row.key, rank=rank),
                 "policy": policy,
                 "category": table.category,
                 "subject_category": subject_category,
