@@ -16,6 +16,7 @@ from sqlmodel import Session, col
 
 from audit_log.models import AuditEntry
 from connectors.registry import Registry, Secrets
+from connectors.source import keyed_hash
 from records.crypto import Keyring
 from records.db import unit_of_work
 from records.models import PersonalRecord
@@ -178,3 +179,31 @@ def test_dry_run_shows_the_sql_and_changes_nothing(
 
 def _uuid(value: Any) -> uuid.UUID:
     return uuid.UUID(str(value))
+
+
+def test_a_batch_rolled_back_after_the_source_erase_is_finished_by_the_rerun(
+    engine: Engine, source: SourceDb, tmp_path: Path
+) -> None:
+    arrange(engine, source, tmp_path, ["not_selected"])
+    ctx = ctx_with(tmp_path, source.actions(tmp_path))
+    crashes: list[int] = []
+
+    def crash_once(session: Session, subjects: list[uuid.UUID], now: Any) -> None:
+        if not crashes:
+            crashes.append(1)
+            raise RuntimeError("the worker dies inside the batch, after the source erase")
+
+    ctx.on_subjects_erased = crash_once
+    with pytest.raises(RuntimeError):
+        run_purge(engine, ctx, now=AFTER_A_YEAR)
+    # The source committed its part; Lethe's batch rolled back whole: nothing is certified yet.
+    assert source.count(source.answer) == 0
+    assert len(locations(engine)) == 5
+    run = run_purge(engine, ctx, now=AFTER_A_YEAR)
+    assert run.status == "completed"
+    with Session(engine) as s:
+        cert = certificate_of(s, run)
+    assert cert["counts"]["deleted"] == 5 and cert["failed"] == []
+    # Masked once: the rerun does not hash the already hashed address again.
+    [person] = source.rows(source.respondent)
+    assert person["email"] == keyed_hash(HASH_KEY.encode(), f"cand1-{CANARY}")
