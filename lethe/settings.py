@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     connector_secrets_file: Path | None = Field(
         None, description="Connector secrets (password, url, hash_key per connector), YAML/JSON."
     )
+    connectors_sync_cron: str | None = Field(
+        None, description="Cron (in `purge_timezone`) of the scheduled sync of every connector."
+    )
 
     @field_validator("trusted_proxies", mode="after")
     @classmethod

@@ -241,3 +241,21 @@ def _wire_connectors(wiring: Wiring) -> None:
     wiring.state["external_actions"] = actions
     wiring.state["purge_context"].external = actions
     wiring.on_stop.append(registry.dispose)
+    if s.connectors_sync_cron:
+        from retention import jobs
+        from retention.external import SYNC_JOB, sync_all
+
+        wiring.state["scheduler"].add(
+            jobs.JobSpec(
+                id=SYNC_JOB,
+                trigger=jobs.cron_trigger(s.connectors_sync_cron, s.purge_timezone),
+                run=lambda now: sync_all(
+                    wiring.engine,
+                    registry=registry,
+                    keyring=wiring.state["keyring"],
+                    actor="scheduler",
+                    now=now,
+                ),
+                min_gap=timedelta(minutes=30),
+            )
+        )

@@ -377,6 +377,26 @@ def sync(
     return result
 
 
+SYNC_JOB = "connectors.sync"
+
+
+def sync_all(
+    engine: Engine, *, registry: Registry, keyring: Keyring, actor: str, now: datetime
+) -> dict[str, SyncResult | None]:
+    """Sync every connector of the registry (the scheduled job): a source that fails is logged
+    (by the error's class) and retried at the next run; it does not stop the others."""
+    results: dict[str, SyncResult | None] = {}
+    for name in registry.names():
+        try:
+            results[name] = sync(
+                engine, registry=registry, name=name, keyring=keyring, actor=actor, now=now
+            )
+        except DomainError as exc:
+            log.warning("retention.external.sync_failed", connector=name, error=exc.code)
+            results[name] = None
+    return results
+
+
 # --- acting at the source ----------------------------------------------------------------------
 
 

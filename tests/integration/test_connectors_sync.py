@@ -13,10 +13,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from audit_log.models import AuditEntry
+from lethe.settings import Settings
 from policies import service as policies
 from policies.loader import registry_dir
 from records.crypto import Keyring
-from records.db import unit_of_work
+from records.db import make_engine, unit_of_work
 from records.models import PersonalRecord
 from retention import external, ingest
 from tests.integration.test_connectors_support import (
@@ -165,3 +166,38 @@ def test_connector_test_checks_tables_and_columns(source: SourceDb, tmp_path: Pa
     missing = {c.table: c.missing_columns for c in registry.source("eusurvey").check()}
     assert missing["answer"] == ["answer.answered_at"]
     registry.dispose()
+
+
+def test_the_scheduled_sync_keeps_going_past_an_unreachable_source(
+    engine: Engine, source: SourceDb, tmp_path: Path
+) -> None:
+    load_policy(engine)
+    add_candidates(source, ["not_selected"], submitted=START)
+    registry = source.registry(tmp_path)
+    broken = source.mapping(name="broken")
+    registry.add(
+        broken.model_copy(
+            update={"url": broken.url.replace("5432", "5439").replace("3306", "3309")}
+        )
+    )
+    results = external.sync_all(
+        engine, registry=registry, keyring=Keyring.generate(now=START), actor="test", now=START
+    )
+    registry.dispose()
+    assert results["broken"] is None
+    synced = results["eusurvey"]
+    assert synced is not None and synced.total("new") == 5
+
+
+def test_a_sync_cron_schedules_the_sync_job(settings: Settings) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from lethe.wiring import build_wiring
+
+    engine = make_engine(settings.effective_database_url)
+    scheduled = settings.model_copy(update={"connectors_sync_cron": "30 1 * * *"})
+    wiring = build_wiring(scheduled, engine, CollectorRegistry())
+    assert external.SYNC_JOB in wiring.state["scheduler"].jobs
+    plain = build_wiring(settings, engine, CollectorRegistry())
+    assert external.SYNC_JOB not in plain.state["scheduler"].jobs
+    engine.dispose()
