@@ -357,6 +357,7 @@ class ImportState:
         self.subject_by_external: dict[str, uuid.UUID] = {}
         self.external_key_of: dict[uuid.UUID, str | None] = {}
         self.external_matches: dict[str, list[records.SubjectMatch]] = {}
+        self._external_keys: dict[str, str] = {}  # a subject's lines repeat its external id
         self.cache = records.KeyCache(keyring)
 
     def rebind(self, session: Session) -> None:
@@ -372,7 +373,11 @@ class ImportState:
         self.subject_by_email[email] = subject_id
 
     def external_key(self, external_id: str) -> str:
-        return records.exact_key(self.keyring, records.EXTERNAL_ID, external_id)
+        key = self._external_keys.get(external_id)
+        if key is None:
+            key = records.exact_key(self.keyring, records.EXTERNAL_ID, external_id)
+            self._external_keys[external_id] = key
+        return key
 
     def trim(self, limit: int = 50_000) -> None:
         """Keep memory bounded on long imports: the caches only save work, the database decides
@@ -381,6 +386,8 @@ class ImportState:
             self.subject_by_email.clear()
             self.subject_by_external.clear()
             self.external_key_of.clear()
+        if len(self._external_keys) > limit:
+            self._external_keys.clear()
         if len(self.cache) > limit // 4:
             self.cache = records.KeyCache(self.keyring)
         self.matches.clear()
