@@ -74,7 +74,7 @@ def external_records(engine: Engine) -> list[PersonalRecord]:
 
 
 def test_sync_indexes_rows_without_their_payload_and_the_event_sets_due_dates(
-    engine: Engine, source: SourceDb, tmp_path: Path
+    engine: Engine, source: SourceDb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     load_policy(engine)
     keyring = Keyring.generate(now=START)
@@ -112,6 +112,9 @@ def test_sync_indexes_rows_without_their_payload_and_the_event_sets_due_dates(
     with Session(engine) as s:
         bodies = [e.body for e in s.scalars(select(AuditEntry))]
     assert bodies and all(CANARY not in b and "Candidate" not in b for b in bodies)
+    logged = capsys.readouterr()
+    assert "retention.external.synced" in logged.out + logged.err
+    assert CANARY not in logged.out + logged.err
 
 
 def test_second_sync_picks_up_new_changed_and_deleted_rows(
