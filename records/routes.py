@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from sqlmodel import Session
 
 from records import service
 from records.crypto import Keyring
@@ -53,6 +54,19 @@ def record_read(record: PersonalRecord, payload: dict[str, object]) -> RecordRea
             "payload": payload,
         }
     )
+
+
+def _payload(session: Session, cache: service.KeyCache, record: PersonalRecord) -> dict[str, Any]:
+    # connectors: an external record's data lives in its source system (read live in access
+    # packages); Lethe holds no payload for it, only where it is.
+    if record.external_connector is not None:
+        location = {
+            "connector": record.external_connector,
+            "table": record.external_table,
+            "key": record.external_key,
+        }
+        return {"external_location": location}
+    return service.decrypt_payload(session, keyring=cache.keyring, record=record, cache=cache)
 
 
 def restricted_stub(record: PersonalRecord) -> RestrictedRecordRead:
@@ -122,10 +136,7 @@ def subject_records(
         session, subject_id, after=page.position(order), limit=page.fetch
     )
     return [
-        record_read(
-            record,
-            service.decrypt_payload(session, keyring=cache.keyring, record=record, cache=cache),
-        )
+        record_read(record, _payload(session, cache, record))
         if may_read(actor, record)
         else restricted_stub(record)
         for record in page.finish(rows, order)
@@ -148,5 +159,4 @@ def get_record(
         raise RecordRestrictedError(
             f"record {record_id} is restricted (storage only); only the DPO may read it"
         )
-    keyring = keyring_of(request)
-    return record_read(record, service.decrypt_payload(session, keyring=keyring, record=record))
+    return record_read(record, _payload(session, service.KeyCache(keyring_of(request)), record))

@@ -152,6 +152,22 @@ def test_access_package_reads_the_external_rows_live(
     trail = "\n".join(audit_bodies(engine))
     assert ANSWER not in trail and CANARY_EMAIL not in trail
 
+    # The records API holds no copy: it says where the data lives.
+    subject_id = body["subject_id"]
+    listed = client.get(f"/v1/subjects/{subject_id}/records", headers=auth_headers("dpo"))
+    assert listed.status_code == 200, listed.text
+    locations = sorted(
+        (r["payload"]["external_location"]["table"], r["payload"]["external_location"]["key"])
+        for r in listed.json()
+    )
+    assert locations == [
+        ("answer", "[70]"),
+        ("answer", "[71]"),
+        ("attachment", "[700]"),
+        ("respondent", "[7]"),
+    ]
+    assert ANSWER not in listed.text
+
 
 def test_erasure_deletes_and_masks_the_subjects_rows_at_the_source(
     client: TestClient,
