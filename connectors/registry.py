@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,8 +97,13 @@ class Registry:
         self._mappings: dict[str, tuple[ConnectorMapping, Path]] | None = None
         self._engines: dict[str, Engine] = {}
         self._sources: dict[str, Source] = {}
+        self._lock = threading.RLock()
 
     def _load(self) -> dict[str, tuple[ConnectorMapping, Path]]:
+        with self._lock:
+            return self._load_locked()
+
+    def _load_locked(self) -> dict[str, tuple[ConnectorMapping, Path]]:
         if self._mappings is None:
             found: dict[str, tuple[ConnectorMapping, Path]] = {}
             paths = sorted(self.directory.glob("*.yaml")) if self.directory.is_dir() else []
@@ -129,6 +135,10 @@ class Registry:
         self._load()[mapping.name] = (mapping, self.directory / f"{mapping.name}.yaml")
 
     def engine(self, name: str) -> Engine:
+        with self._lock:
+            return self._engine(name)
+
+    def _engine(self, name: str) -> Engine:
         engine = self._engines.get(name)
         if engine is None:
             mapping = self.get(name)
@@ -145,6 +155,10 @@ class Registry:
         return hash_key(self.get(name), self.secrets)
 
     def source(self, name: str) -> Source:
+        with self._lock:
+            return self._source(name)
+
+    def _source(self, name: str) -> Source:
         found = self._sources.get(name)
         if found is None:
             found = Source(self.get(name), self.engine(name), hash_key=self.hash_key(name))

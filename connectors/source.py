@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -121,11 +122,20 @@ class Source:
         self.hash_key = hash_key
         self._metadata = MetaData(schema=mapping.schema_)
         self._zone = ZoneInfo(mapping.timezone)
+        # API threads, the scheduler and the purge share one Source: reflect once, under a lock.
+        self._reflecting = threading.RLock()
 
     # --- reflection --------------------------------------------------------------------------
 
     def _table(self, name: str, connection: Connection | None = None) -> Table:
         key = f"{self.mapping.schema_}.{name}" if self.mapping.schema_ else name
+        found = self._metadata.tables.get(key)
+        if found is not None:
+            return found
+        with self._reflecting:
+            return self._reflect(name, key, connection)
+
+    def _reflect(self, name: str, key: str, connection: Connection | None) -> Table:
         found = self._metadata.tables.get(key)
         if found is not None:
             return found
