@@ -28,6 +28,7 @@ from tests.integration.test_connectors_support import (
     SOURCES,
     SourceDb,
     add_candidates,
+    capture_logs,
     make_source,
 )
 from tests.integration.test_connectors_sync import CLOSED, START, load_policy, run_sync
@@ -105,8 +106,9 @@ def test_due_rows_are_deleted_or_masked_at_the_source_children_first(
 
 
 def test_a_row_the_source_refuses_to_delete_is_failed_and_retried_next_run(
-    engine: Engine, source: SourceDb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    engine: Engine, source: SourceDb, tmp_path: Path
 ) -> None:
+    logs = capture_logs()
     arrange(engine, source, tmp_path, ["not_selected"])
     with source.engine.begin() as conn:
         conn.execute(source.review_note.insert(), [{"id": 1, "answer_id": 100, "note": "n"}])
@@ -122,9 +124,9 @@ def test_a_row_the_source_refuses_to_delete_is_failed_and_retried_next_run(
     assert cert["counts"]["deleted"] == 4 and cert["counts"]["failed"] == 1
     assert [a["id"] for a in source.rows(source.answer)] == [100]
     assert str(locations(engine)[("answer", "[100]")].id) == failed_id
-    logged = capsys.readouterr()
-    assert "retention.external.erase_failed" in logged.out + logged.err
-    assert CANARY not in logged.out + logged.err and CANARY not in json.dumps(cert)
+    written = logs.getvalue()
+    assert "retention.external.erase_failed" in written and CANARY not in written
+    assert CANARY not in json.dumps(cert)
 
     with source.engine.begin() as conn:
         conn.execute(source.review_note.delete())

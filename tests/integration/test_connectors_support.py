@@ -8,6 +8,7 @@ unless CI is set (then the test fails).
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Iterator
@@ -214,3 +215,12 @@ def make_source(kind: str) -> Iterator[SourceDb]:
             force = " WITH (FORCE)" if kind == "postgresql" else ""
             conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
         admin.dispose()
+
+
+def capture_logs() -> io.StringIO:
+    """The app's own log chain (redaction included), pointed at a buffer: what is written."""
+    from lethe.logging import configure_logging
+
+    buffer = io.StringIO()
+    configure_logging("INFO", "json", stream=buffer)
+    return buffer
