@@ -205,3 +205,67 @@ def test_a_sync_cron_schedules_the_sync_job(settings: Settings) -> None:
     plain = build_wiring(settings, engine, CollectorRegistry())
     assert external.SYNC_JOB not in plain.state["scheduler"].jobs
     engine.dispose()
+
+
+COMPOSITE = """
+format: lethe.connector/1
+name: composite
+url: {url}
+policy: DPR-EC-01488
+subject_category: candidate
+tables:
+  - name: draft
+    key: [respondent_ref, version]
+    category: survey_answers
+    subject: {{email: email}}
+    collected_at: saved_at
+    context_value: survey-1
+    erasure: {{action: delete}}
+"""
+
+
+def test_a_composite_key_is_read_by_keyset_and_erased_by_location(
+    engine: Engine, source: SourceDb, tmp_path: Path
+) -> None:
+    from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
+
+    from connectors.mapping import parse_mapping
+
+    md = MetaData()
+    draft = Table(
+        "draft",
+        md,
+        Column("respondent_ref", String(20), primary_key=True),
+        Column("version", Integer, primary_key=True, autoincrement=False),
+        Column("email", String(320)),
+        Column("saved_at", DateTime()),
+    )
+    md.create_all(source.engine)
+    rows = [
+        {"respondent_ref": ref, "version": v, "email": f"{ref}-{CANARY}", "saved_at": START}
+        for ref in ("a", "b", "c")
+        for v in (1, 2, 10)
+    ]
+    with source.engine.begin() as conn:
+        conn.execute(draft.insert(), [{**r, "saved_at": START.replace(tzinfo=None)} for r in rows])
+    load_policy(engine)
+    registry = source.registry(tmp_path)
+    registry.add(parse_mapping(COMPOSITE.format(url=source.url)))
+    result = external.sync(
+        engine,
+        registry=registry,
+        name="composite",
+        keyring=Keyring.generate(now=START),
+        actor="test",
+        now=START,
+        batch_size=2,
+    )
+    assert result.tables["draft"].new == 9
+    src = registry.source("composite")
+    table = registry.get("composite").table("draft")
+    keys = [k for batch in src.iter_rows(table, batch_size=4) for k in (r.key for r in batch)]
+    assert keys == [f'["{ref}",{v}]' for ref in ("a", "b", "c") for v in (1, 2, 10)]
+    assert src.erase(table, ['["b",2]', '["c",10]']) == {'["b",2]': None, '["c",10]': None}
+    live = src.read_live(table, ['["a",1]', '["b",2]'])
+    assert list(live) == ['["a",1]'] and live['["a",1]']["email"] == f"a-{CANARY}"
+    registry.dispose()
