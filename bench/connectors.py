@@ -8,6 +8,10 @@ on the source server: SIZE answers of SIZE/100 respondents, every answer due for
 (b) a batched raw `DELETE FROM answer WHERE id IN (…)` of the same rows in the second copy,
     one transaction per batch of the same size, nothing else.
 Goal: purge throughput / baseline throughput >= 0.5 (`ratio=`, the last line).
+(c) for scale, what a connector without governance would do on a third copy: per batch the
+    same keyset selection of due records in a Lethe database, the source DELETE and the index
+    rows' DELETE, and nothing else (no holds, items, audit, keys, certificate):
+    `ratio_vs_index_baseline=`.
 
     .venv/bin/python bench/connectors.py 100000                   # PostgreSQL source
     .venv/bin/python bench/connectors.py 100000 --source mariadb
@@ -24,6 +28,7 @@ DELETE through the connector; the raw baseline does none of the former.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -45,6 +50,7 @@ from sqlalchemy import (  # noqa: E402
     Text,
     create_engine,
     delete,
+    select,
     text,
 )
 from sqlalchemy.engine import Engine, make_url  # noqa: E402
@@ -176,9 +182,46 @@ def baseline(url: str, size: int, batch: int) -> float:
     return elapsed
 
 
-def lethe_database(url: str | None, workdir: Path) -> tuple[str, tuple[Engine, str] | None]:
+def index_baseline(lethe_url: str, source_url: str, batch: int) -> float:
+    """(c): keyset over the due records, the source DELETE, the index rows' DELETE; no more."""
+    from sqlalchemy import literal, tuple_
+
+    from records.db import make_engine
+    from records.models import PersonalRecord
+
+    lethe = make_engine(lethe_url)
+    source = create_engine(source_url)
+    _, _, answer = schema()
+    t = PersonalRecord.__table__  # type: ignore[attr-defined]
+    cursor: tuple[datetime, uuid.UUID] | None = None
+    started = time.perf_counter()
+    while True:
+        with lethe.begin() as conn:
+            stmt = select(t.c.id, t.c.due_at, t.c.external_key).where(
+                t.c.due_at.is_not(None), t.c.due_at <= PURGE_AT
+            )
+            if cursor is not None:
+                after = tuple_(literal(cursor[0], t.c.due_at.type), literal(cursor[1], t.c.id.type))
+                stmt = stmt.where(tuple_(t.c.due_at, t.c.id) > after)
+            rows = conn.execute(stmt.order_by(t.c.due_at, t.c.id).limit(batch)).all()
+            if not rows:
+                break
+            keys = [json.loads(r.external_key)[0] for r in rows]
+            with source.begin() as src:
+                src.execute(delete(answer).where(answer.c.id.in_(keys)))
+            conn.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
+            cursor = (rows[-1].due_at, rows[-1].id)
+    elapsed = time.perf_counter() - started
+    lethe.dispose()
+    source.dispose()
+    return elapsed
+
+
+def lethe_database(
+    url: str | None, workdir: Path, label: str = "lethe"
+) -> tuple[str, tuple[Engine, str] | None]:
     if url is None:
-        return f"sqlite:///{workdir / 'lethe.db'}", None
+        return f"sqlite:///{workdir / (label + '.db')}", None
     name = f"lethe_bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -208,15 +251,10 @@ def main() -> None:
     from records.http import Actor, Role
     from retention import external, ingest, purge
 
-    sources = Sources(args.source)
-    workdir = Path(tempfile.mkdtemp(prefix="lethe-bench-"))
-    lethe_url, cleanup = lethe_database(args.database_url, workdir)
-    try:
-        governed = sources.create(args.size)
-        raw = sources.create(args.size)
-        migrate.upgrade(lethe_url)
-        engine = make_engine(lethe_url)
-        keyring = Keyring.generate(now=CLOSED - timedelta(days=60))
+    def prepare(url: str, registry: Registry, keyring: Keyring, *, timed: bool) -> Engine:
+        """A migrated Lethe database with the source's rows indexed and the call closed."""
+        migrate.upgrade(url)
+        engine = make_engine(url)
         with unit_of_work(engine) as s:
             policies.load_policy_file(
                 s,
@@ -224,8 +262,6 @@ def main() -> None:
                 actor="bench",
                 now=CLOSED - timedelta(days=30),
             )
-        registry = Registry(workdir / "none", Secrets({}, {}))
-        registry.add(parse_mapping(MAPPING.format(url=governed)))
         started = time.perf_counter()
         synced = external.sync(
             engine,
@@ -235,12 +271,27 @@ def main() -> None:
             actor="bench",
             now=CLOSED - timedelta(days=1),
         )
-        print(f"sync_seconds={time.perf_counter() - started:.2f}")
+        if timed:
+            print(f"sync_seconds={time.perf_counter() - started:.2f}")
         assert synced.total("new") == args.size, synced
         with unit_of_work(engine) as s:
             ingest.record_event(
                 s, type="call.closed", context=CALL, occurred_at=CLOSED, actor="bench", now=CLOSED
             )
+        return engine
+
+    sources = Sources(args.source)
+    workdir = Path(tempfile.mkdtemp(prefix="lethe-bench-"))
+    lethe_url, cleanup = lethe_database(args.database_url, workdir)
+    index_url, index_cleanup = lethe_database(args.database_url, workdir, "index")
+    try:
+        governed = sources.create(args.size)
+        raw = sources.create(args.size)
+        indexed = sources.create(args.size)
+        keyring = Keyring.generate(now=CLOSED - timedelta(days=60))
+        registry = Registry(workdir / "none", Secrets({}, {}))
+        registry.add(parse_mapping(MAPPING.format(url=governed)))
+        engine = prepare(lethe_url, registry, keyring, timed=True)
         ctx = purge.PurgeContext(
             config=purge.PurgeConfig(batch_size=args.batch, anomaly_floor=10**9),
             signer=NoteSigner.load_or_create(workdir / "audit.key", "lethe.bench/audit"),
@@ -262,6 +313,12 @@ def main() -> None:
         assert count(raw) == 0
         registry.dispose()
         engine.dispose()
+        index_registry = Registry(workdir / "none", Secrets({}, {}))
+        index_registry.add(parse_mapping(MAPPING.format(url=indexed)))
+        prepare(index_url, index_registry, keyring, timed=False).dispose()
+        index_registry.dispose()
+        index_seconds = index_baseline(index_url, indexed, args.batch)
+        assert count(indexed) == 0
         print(f"source={args.source}")
         print(f"lethe={'postgresql' if args.database_url else 'sqlite'}")
         print(f"rows={args.size}")
@@ -270,14 +327,17 @@ def main() -> None:
         print(f"purge_rows_per_second={args.size / purge_seconds:.0f}")
         print(f"baseline_seconds={base_seconds:.2f}")
         print(f"baseline_rows_per_second={args.size / base_seconds:.0f}")
+        print(f"index_baseline_seconds={index_seconds:.2f}")
+        print(f"ratio_vs_index_baseline={index_seconds / purge_seconds:.2f}")
         print(f"ratio={base_seconds / purge_seconds:.2f}")
     finally:
         sources.drop_all()
-        if cleanup is not None:
-            admin, name = cleanup
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        for made in (cleanup, index_cleanup):
+            if made is not None:
+                admin, name = made
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                admin.dispose()
 
 
 if __name__ == "__main__":
