@@ -390,6 +390,15 @@ def parse_mapping(text: str, *, source: str = "<mapping>") -> ConnectorMapping:
         _raise(errors)
 
 
+def line_of(text: str, loc: Sequence[str | int]) -> int | None:
+    """The 1-based line of the node at `loc` in a mapping file's text (or its nearest parent)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    return None if root is None else _line_of(root, loc)
+
+
 def read_mapping(path: Path) -> ConnectorMapping:
     try:
         text = path.read_text(encoding="utf-8")

@@ -13,8 +13,9 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from connectors.errors import MappingError
-from connectors.mapping import read_mapping
+from connectors.mapping import ConnectorMapping, line_of, read_mapping
 from lethe.cli.context import cli_context, console, err_console, fail
+from policies.loader import read_policy_file, registry_dir
 from records.db import unit_of_work, utc_now
 from records.errors import DomainError
 from retention import external
@@ -30,9 +31,50 @@ def register(app: typer.Typer) -> None:
     app.add_typer(connectors_app, name="connectors")
 
 
+def _against_policies(path: Path, mapping: ConnectorMapping, policies_dir: Path) -> list[str]:
+    """Art. 31(1)(c): each table's categories and fixed outcome are ones its processing record
+    declares (the policy file `<reference>.yaml` of `policies_dir`, when there is one)."""
+    text = path.read_text(encoding="utf-8")
+    problems: list[str] = []
+
+    def located(loc: list[str | int], reason: str) -> None:
+        line = line_of(text, loc)
+        where = f"{path.name}, line {line}" if line else path.name
+        problems.append(f"{where}, field {'.'.join(str(p) for p in loc)}: {reason}")
+
+    for i, table in enumerate(mapping.tables):
+        reference = mapping.policy_of(table)
+        policy_file = policies_dir / f"{reference}.yaml"
+        if not policy_file.is_file():
+            continue
+        try:
+            document = read_policy_file(policy_file).document
+        except DomainError:
+            continue
+        if table.category not in {c.key for c in document.data_categories}:
+            located(["tables", i, "category"], f"not a data category of {reference}")
+        subject_category = mapping.subject_category_of(table)
+        if subject_category and subject_category not in {
+            c.key for c in document.subject_categories
+        }:
+            where: list[str | int] = (
+                ["tables", i, "subject_category"]
+                if table.subject_category
+                else ["subject_category"]
+            )
+            located(where, f"not a subject category of {reference}")
+        if table.outcome_value and table.outcome_value not in document.outcomes:
+            located(["tables", i, "outcome_value"], f"not an outcome of {reference}")
+    return problems
+
+
 @connectors_app.command("validate")
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="Mapping files (YAML).")],
+    policies_dir: Annotated[
+        Path | None,
+        typer.Option(help="Policy files to check categories against (default: the registry)."),
+    ] = None,
 ) -> None:
     """Check mapping files: each problem as `file, line N, field a.b: reason`; exit 1 if any."""
     bad = 0
@@ -46,6 +88,12 @@ def validate(
             ]:
                 where = f"{e['file']}, line {e['line']}" if e.get("line") else e["file"]
                 err_console.print(f"{where}, field {e['field']}: {e['reason']}", soft_wrap=True)
+            continue
+        problems = _against_policies(path, mapping, policies_dir or registry_dir())
+        if problems:
+            bad += 1
+            for problem in problems:
+                err_console.print(problem, soft_wrap=True)
             continue
         order = " > ".join(mapping.erase_order())
         console.print(

@@ -95,3 +95,19 @@ def test_secrets_come_from_the_file_and_the_environment_wins(tmp_path: Path) -> 
     assert registry.names() == ["eusurvey"]
     with pytest.raises(Exception, match="hash_key"):
         registry.hash_key("eusurvey")
+
+
+def test_cli_validate_checks_categories_against_the_processing_record(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = GOOD.replace("category: contact_details", "category: shoe_size", 1).replace(
+        "subject_category: candidate", "subject_category: visitor", 1
+    )
+    bad.write_text(text)
+    result = CliRunner().invoke(app, ["connectors", "validate", str(bad)])
+    assert result.exit_code == 1
+    out = result.output.replace("\n", " ")
+    assert (
+        f"bad.yaml, line {line_of(text, 'shoe_size')}, field tables.0.category: "
+        "not a data category of DPR-EC-01488"
+    ) in out
+    assert f"line {line_of(text, 'visitor')}, field subject_category" in out
