@@ -31,7 +31,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from audit_log import service as audit
-from connectors.errors import ConnectorNotFoundError, SecretMissingError, SourceError
+from connectors.errors import (
+    ConnectorNotFoundError,
+    MappingError,
+    SecretMissingError,
+    SourceError,
+)
 from connectors.mapping import ConnectorMapping, EraseAction, TableMapping
 from connectors.registry import Registry
 from connectors.source import ExternalRow
@@ -440,6 +445,10 @@ class ExternalActions:
             except (ConnectorNotFoundError, KeyError):
                 unknown[row.id] = "error:connector-unknown"
                 continue
+            except MappingError:
+                # A registry file that does not validate stops its sources, not the purge.
+                unknown[row.id] = "error:mapping-invalid"
+                continue
             by[connector][table].append(row)
         return by, unknown
 
@@ -536,7 +545,7 @@ def act_in_purge(
     else:
         try:
             erased = actions.erase(targets)
-        except (SourceError, SecretMissingError):
+        except DomainError:
             erased = Erased(failures=dict.fromkeys((r.id for r in targets), "error:source"))
     for outcome in (deleted, anonymised):
         kept = []
@@ -603,7 +612,7 @@ def live_data(
         return {}, {r.id for r in wanted}
     try:
         return actions.read_live(wanted), set()
-    except (SourceError, SecretMissingError):
+    except DomainError:
         return {}, {r.id for r in wanted}
 
 

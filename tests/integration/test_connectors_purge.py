@@ -212,3 +212,20 @@ def test_a_batch_rolled_back_after_the_source_erase_is_finished_by_the_rerun(
     # Masked once: the rerun does not hash the already hashed address again.
     [person] = source.rows(source.respondent)
     assert person["email"] == keyed_hash(HASH_KEY.encode(), f"cand1-{CANARY}")
+
+
+def test_an_invalid_registry_file_fails_the_external_rows_not_the_run(
+    engine: Engine, source: SourceDb, tmp_path: Path
+) -> None:
+    arrange(engine, source, tmp_path, ["not_selected"])
+    broken = tmp_path / "registry"
+    broken.mkdir()
+    (broken / "eusurvey.yaml").write_text("format: lethe.connector/1\nname: eusurvey\n")
+    actions = external.ExternalActions(Registry(broken, Secrets({}, {})))
+    run = run_purge(engine, ctx_with(tmp_path, actions), now=AFTER_A_YEAR)
+    assert run.status == "partial"
+    with Session(engine) as s:
+        cert = certificate_of(s, run)
+    assert {f["error"] for f in cert["failed"]} == {"error:mapping-invalid"}
+    assert len(cert["failed"]) == 5 and cert["counts"]["deleted"] == 0
+    assert source.count(source.answer) == 2
