@@ -660,7 +660,7 @@ def erase_for_subject(
     else:
         try:
             failures = actions.erase(rows).failures
-        except (SourceError, SecretMissingError):
+        except DomainError:
             failures = dict.fromkeys((r.id for r in rows), "error:source")
     kept = [
         {"record_id": str(rid), "reasons": [f"source system: not erased yet ({error})"]}
