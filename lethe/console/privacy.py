@@ -3,24 +3,28 @@ sent by e-mail, and follows it. Plain language; nothing about the subject is sho
 code is entered, and what is shown then is what the public status endpoint shows.
 
 After a good code the browser holds a signed cookie naming that one request for an hour; it is
-not a key to anything else (the package itself is downloaded with the link sent by e-mail).
+not a key to anything else. With it the status page of an answered access or portability
+request offers the package for download (here, or with the link sent by e-mail) for as long as
+that link is valid; the download is audited like the link's, with the requester as actor.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
 import structlog
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.engine import Engine
 
 from dsr import client_address as client_addresses
+from dsr import package as packages
 from dsr import rights
 from dsr import service as dsr
-from dsr.models import DsrRequest, RequestType
+from dsr.models import DsrRequest, RequestStatus, RequestType
 from lethe.console import render
 from lethe.console.i18n import language, translator
 from lethe.console.session import csrf_protect, set_cookie, sign, unsign
@@ -189,6 +193,42 @@ def verify(
     return _with_access(request, row, now)
 
 
+def _has_access(request: Request, row: DsrRequest, now: NowDep) -> bool:
+    """The browser holds this centre's signed cookie for this very request, not expired."""
+    claims = unsign(request, request.cookies.get(PRIVACY_COOKIE), now=now)
+    return claims is not None and claims.get("p") == "privacy" and claims.get("q") == str(row.id)
+
+
+PackageFormat = Literal["html", "json", "csv"]
+_MEDIA = {
+    "json": "application/json",
+    "html": "text/html; charset=utf-8",
+    "csv": "text/csv; charset=utf-8",
+}
+# The package page is ours but styled inline; it runs nothing and loads nothing.
+_PACKAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def package_formats(row: DsrRequest, *, now: datetime) -> list[str]:
+    """The formats the status page offers: none unless the package link is still valid."""
+    ready = (
+        row.status in (RequestStatus.completed.value, RequestStatus.partial.value)
+        and row.subject_id is not None
+        and row.package_token_expires_at is not None
+        and now < row.package_token_expires_at
+    )
+    if not ready:
+        return []
+    if row.type == RequestType.access.value:
+        return ["html", "json"]
+    if row.type == RequestType.portability.value:
+        return ["json", "csv"]
+    return []
+
+
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
 def status_page(
     request_id: uuid.UUID, request: Request, session: SessionDep, now: NowDep
@@ -196,8 +236,7 @@ def status_page(
     row = _find(session, request_id)
     if row is None:
         return _not_found(request)
-    claims = unsign(request, request.cookies.get(PRIVACY_COOKIE), now=now)
-    if claims is None or claims.get("p") != "privacy" or claims.get("q") != str(row.id):
+    if not _has_access(request, row, now):
         return render.page(request, "privacy/verify.html", row=row, error=None, mode="status")
     return render.page(
         request,
@@ -207,6 +246,50 @@ def status_page(
         outcome=rights.public_outcome(row),
         closed=not dsr.is_open(row),
         package_until=row.package_token_expires_at,
+        formats=package_formats(row, now=now),
+    )
+
+
+@router.get("/requests/{request_id}/package/{format}", response_model=None)
+def download_package(
+    request_id: uuid.UUID,
+    format: PackageFormat,
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+) -> Response:
+    """The package, for the browser that entered this request's code, while its link is valid.
+
+    Authorised by the signed cookie alone: no token and nothing personal in the URL.
+    """
+    row = _find(session, request_id)
+    if row is None:
+        return _not_found(request)
+    if not _has_access(request, row, now):
+        # The code form of this request: without it the package is not shown.
+        return RedirectResponse(f"/privacy/requests/{row.id}", status_code=303)
+    if format not in package_formats(row, now=now):
+        return render.page(request, "privacy/package_gone.html", status=410, row=row)
+    config = _config(request)
+    try:
+        plan = packages.plan(session, config=config, request=row, format=format, now=now)
+    except DomainError:
+        return render.page(request, "privacy/package_gone.html", status=410, row=row)
+    packages.record_download(session, request=row, plan=plan, actor="requester", now=now)
+    log.info("privacy.package_downloaded", request_id=str(row.id), format=format)
+    engine: Engine = request.app.state.engine
+    disposition = "inline" if format == "html" else "attachment"
+    return StreamingResponse(
+        packages.render(engine, config=config, plan=plan, now=now),
+        media_type=_MEDIA[format],
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'{disposition}; filename="request-{row.id}.{format}"',
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "no-referrer",
+            "Content-Security-Policy": _PACKAGE_CSP,
+        },
     )
 
 

@@ -68,3 +68,29 @@ def request_steps(session: Session, request_id: uuid.UUID) -> list[AuditEntry]:
             .order_by(col(AuditEntry.idx))
         ).scalars()
     )
+
+
+def due_by_rule(session: Session, *, horizon: datetime) -> list[dict[str, Any]]:
+    """What a paused run would act on if approved now: the records due at or before `horizon`,
+    counted per processing record, version, rule, rule version and action, in the shape of
+    `retention.purge.by_rule` (outcome `due`). Holds are re-checked only when the run acts."""
+    due = col(PersonalRecord.due_at)
+    keys = (
+        col(PersonalRecord.policy),
+        col(PersonalRecord.policy_version),
+        col(PersonalRecord.rule_id),
+        col(PersonalRecord.rule_version),
+        col(PersonalRecord.action),
+    )
+    rows = session.execute(
+        select(*keys, func.count())
+        .where(due.is_not(None), due <= horizon, col(PersonalRecord.status).in_(ELIGIBLE))
+        .group_by(*keys)
+    ).all()
+    names = ("policy", "policy_version", "rule_id", "rule_version", "action")
+    out = [
+        {**dict(zip(names, row[:5], strict=True)), "outcome": "due", "count": int(row[5])}
+        for row in rows
+    ]
+    out.sort(key=lambda d: tuple(str(d[k]) for k in names))
+    return out

@@ -500,19 +500,36 @@ def start_dry_run(
     return _back(request, f"/console/purges/{run.id}", ok="Dry run planned.")
 
 
+PLAN_SAMPLE = 20  # record ids shown per outcome of a dry run's plan
+
+
 @router.get("/purges/{run_id}", response_class=HTMLResponse)
 def purge_detail(
-    run_id: uuid.UUID, request: Request, user: Auditors, session: SessionDep
+    run_id: uuid.UUID, request: Request, user: Auditors, session: SessionDep, now: NowDep
 ) -> HTMLResponse:
     run = purge.get_run(session, run_id)
+    # What the DPO approves or what a dry run found, per processing record, rule and action: a
+    # paused run has acted on nothing yet, so its plan is what is due at the horizon approval
+    # would use (approve_run widens it to now); a dry run's is its recorded plan.
+    paused = run.status == RunStatus.paused.value
+    plan: dict[str, Any] | None = None
+    if paused:
+        rows = queries.due_by_rule(session, horizon=max(run.horizon_at, now))
+    elif run.dry_run:
+        plan = purge.plan(session, run.id, sample=PLAN_SAMPLE)
+        rows = plan["rules"]
+    else:
+        rows = purge.by_rule(session, run.id)
     return _page(
         request,
         user,
         "purge.html",
         run=run,
         counts=purge.counts(session, run.id),
-        by_rule=purge.by_rule(session, run.id),
-        can_approve=user.role is Role.dpo and run.status == RunStatus.paused.value,
+        by_rule=rows,
+        paused=paused,
+        plan=plan,
+        can_approve=user.role is Role.dpo and paused,
     )
 
 

@@ -3,6 +3,7 @@ cookie, CSRF on every form, and no personal data in what is written."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -462,3 +463,189 @@ def test_dpo_releases_a_hold_with_a_reason(
     assert "Legal hold released." in released.text
     assert "No active hold." in released.text
     assert "audit closed" in released.text
+
+
+# --- the package in the privacy centre ------------------------------------------------------------
+
+
+def _answered_access(web: TestClient, engine: Engine, settings: Settings) -> tuple[str, str]:
+    """A subject holding one record, her access request filed and confirmed in this browser
+    and processed by a controller: (request id, the canary name in her record)."""
+    from dsr import rights
+    from records.crypto import Keyring
+    from tests.integration.test_purge import CANARY_EMAIL as SUBJECT_EMAIL
+    from tests.integration.test_purge import CANARY_NAME, make_record, make_subject
+
+    keyring = Keyring.load_or_create(settings.effective_kek_file)
+    with unit_of_work(engine) as s:
+        subject = make_subject(s, keyring, n=7)
+        make_record(s, keyring, subject, due_at=utc_now() + timedelta(days=30))
+        email = f"7-{SUBJECT_EMAIL}"
+    home = web.get("/privacy")
+    filed = web.post(
+        "/privacy/requests",
+        data={"type": "access", "email": email, "csrf_token": _csrf(home.text)},
+        follow_redirects=False,
+    )
+    rid = filed.headers["location"].split("/")[3]
+    with Session(engine) as s:
+        body = next(
+            o.body
+            for o in s.exec(select(NotificationOutbox)).scalars()  # type: ignore[call-overload]
+            if o.request_id == uuid.UUID(rid)
+        )
+    code = re.search(r"code is (\d{6})", body)
+    assert code
+    ok = web.post(
+        f"/privacy/requests/{rid}/verify",
+        data={"code": code.group(1), "csrf_token": _csrf(home.text)},
+        follow_redirects=False,
+    )
+    assert ok.status_code == 303
+    with unit_of_work(engine) as s:
+        rights.process(
+            s,
+            config=web.app.state.dsr,  # type: ignore[attr-defined]
+            request_id=uuid.UUID(rid),
+            actor=Actor(id="key:seed", role=Role.controller),
+            upheld=None,
+            reason=None,
+            now=utc_now(),
+        )
+    return rid, CANARY_NAME
+
+
+def _downloads(engine: Engine, rid: str) -> list[AuditEntry]:
+    with Session(engine) as s:
+        return [
+            e
+            for e in s.exec(select(AuditEntry)).scalars()  # type: ignore[call-overload]
+            if e.action == "dsr.package.downloaded" and e.target == f"dsr_request:{rid}"
+        ]
+
+
+def test_the_subject_downloads_her_package_from_the_status_page(
+    web: TestClient, engine: Engine, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    rid, name = _answered_access(web, engine, settings)
+    status = web.get(f"/privacy/requests/{rid}")
+    assert "Your data is ready" in status.text
+    html_href = f'href="/privacy/requests/{rid}/package/html"'
+    json_href = f'href="/privacy/requests/{rid}/package/json"'
+    assert html_href in status.text and json_href in status.text
+    assert "Read it as a page (HTML)" in status.text
+    assert "Download it as a file (JSON)" in status.text
+    assert "token" not in re.sub(r'name="csrf_token"[^>]*>', "", status.text)
+
+    page = web.get(f"/privacy/requests/{rid}/package/html")
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["cache-control"] == "no-store"
+    assert name in page.text
+    file = web.get(f"/privacy/requests/{rid}/package/json")
+    assert file.status_code == 200
+    assert file.headers["content-disposition"].startswith("attachment;")
+    package = file.json()
+    assert package["request_id"] == rid
+    assert name in json.dumps(package["records"])
+
+    entries = _downloads(engine, rid)
+    assert [e.actor for e in entries] == ["requester", "requester"]
+    assert all(name not in e.body and "@example.org" not in e.body for e in entries)
+    assert name not in caplog.text and "@example.org" not in caplog.text
+
+    fr = web.get(f"/privacy/requests/{rid}?lang=fr").text
+    assert "La lire sous forme de page (HTML)" in fr
+    assert "La télécharger sous forme de fichier (JSON)" in fr
+
+
+def test_the_package_needs_this_requests_cookie_and_a_valid_link(
+    web: TestClient, engine: Engine, settings: Settings
+) -> None:
+    rid, name = _answered_access(web, engine, settings)
+    # Another browser, without the cookie: sent to the code form, nothing disclosed.
+    with TestClient(web.app) as other:
+        refused = other.get(f"/privacy/requests/{rid}/package/json", follow_redirects=False)
+        assert refused.status_code == 303
+        assert refused.headers["location"] == f"/privacy/requests/{rid}"
+        assert name not in refused.text
+        assert 'name="code"' in other.get(refused.headers["location"]).text
+    # This browser's cookie names its own request, not another one.
+    home = web.get("/privacy")
+    second = (
+        web.post(
+            "/privacy/requests",
+            data={"type": "access", "email": CANARY_EMAIL, "csrf_token": _csrf(home.text)},
+            follow_redirects=False,
+        )
+        .headers["location"]
+        .split("/")[3]
+    )
+    other_id = web.get(f"/privacy/requests/{second}/package/html", follow_redirects=False)
+    assert other_id.status_code == 303 and name not in other_id.text
+    # A forged cookie is no better.
+    with TestClient(web.app, cookies={"lethe_privacy": "e30.AAAA"}) as forger:
+        forged = forger.get(f"/privacy/requests/{rid}/package/html", follow_redirects=False)
+    assert forged.status_code == 303 and name not in forged.text
+    assert _downloads(engine, rid) == []
+
+
+def test_the_package_is_refused_once_its_link_has_expired(
+    web: TestClient, engine: Engine, settings: Settings
+) -> None:
+    rid, name = _answered_access(web, engine, settings)
+    with unit_of_work(engine) as s:
+        row = s.get(DsrRequest, uuid.UUID(rid))
+        assert row is not None and row.package_token_expires_at is not None
+        row.package_token_expires_at = utc_now() - timedelta(minutes=1)
+        s.add(row)
+    gone = web.get(f"/privacy/requests/{rid}/package/json", follow_redirects=False)
+    assert gone.status_code == 410
+    assert "This download is not available" in gone.text and name not in gone.text
+    status = web.get(f"/privacy/requests/{rid}").text
+    assert "Your download has expired" in status
+    assert f"/privacy/requests/{rid}/package/" not in status
+    assert _downloads(engine, rid) == []
+
+
+# --- what the DPO approves ------------------------------------------------------------------------
+
+
+def test_the_paused_run_and_the_dry_run_show_their_plan_per_rule(
+    settings: Settings, engine: Engine
+) -> None:
+    from retention import purge
+    from tests.integration.test_purge import POLICY
+    from tests.integration.test_purge_api import seed
+
+    small_guard = settings.model_copy(update={"purge_anomaly_floor": 2})
+    seed(engine, settings, due=3, later=2)
+    with TestClient(create_app(small_guard), raise_server_exceptions=False) as web:
+        with unit_of_work(engine) as s:
+            run = purge.create_run(
+                s,
+                dry_run=False,
+                trigger="scheduler",
+                actor=Actor(id="key:seed-dpo", role=Role.dpo),
+                now=utc_now(),
+                config=web.app.state.purge_context.config,  # type: ignore[attr-defined]
+            )
+            assert run.status == "paused"
+            paused_id = run.id
+        _sign_in(web, engine, "dpo")
+        page = web.get(f"/console/purges/{paused_id}").text
+        assert "What approving acts on" in page
+        table = page[page.index('data-testid="plan"') : page.index("</table>")]
+        assert POLICY in table and "<code>not-selected</code>" in table
+        assert "<td>delete</td>" in table and "due now" in table
+        assert '<td data-testid="plan-total">3</td>' in table  # not the two due later
+        assert 'id="approve-run"' in page
+
+        dry = web.post("/console/purges", data={"csrf_token": _csrf(page)})
+        assert "Dry run planned." in dry.text
+        assert "The plan of this dry run" in dry.text
+        table = dry.text[dry.text.index('data-testid="plan"') : dry.text.index("</table>")]
+        assert POLICY in table and "<td>deleted</td>" in table
+        assert '<td data-testid="plan-total">3</td>' in table
+        assert "deleted: 3" in dry.text  # the sample of record ids per outcome
+        assert CANARY_EMAIL not in dry.text and 'id="approve-run"' not in dry.text
