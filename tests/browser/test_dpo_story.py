@@ -91,6 +91,9 @@ def test_dpo_holds_a_subject_approves_the_paused_run_and_opens_its_certificate(
     page.get_by_role("link", name="Purge runs").click()
     pages.look(page, "purges-paused")
     page.locator("section.panel a").first.click()
+    page.get_by_role("heading", name="What approving acts on").wait_for()
+    assert int(page.get_by_test_id("plan-total").inner_text()) >= 12  # the call's candidates
+    assert "DPR-EC-01488" in page.get_by_test_id("plan").inner_text()
     pages.look(page, "paused-run")
     page.get_by_role("button", name="Approve and run").click()
     page.get_by_text("Run approved; it is running now.").wait_for()

@@ -1,10 +1,12 @@
 """A data subject files an access request in the privacy centre, confirms it with the code that
 reached a local SMTP server, and — once the staff processed it — downloads her package as a
-readable page and as JSON, in headless Chromium."""
+readable page and as JSON — from the status page and from the e-mailed links — in headless
+Chromium."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -98,6 +100,24 @@ def test_subject_files_access_verifies_by_email_code_and_downloads_the_package(
     page.get_by_role("heading", name="Your data is ready").wait_for()
     pages.look(page, "status-completed")
 
+    # From the status page itself: the privacy centre's cookie is the key, not a token in a URL.
+    page.get_by_role("link", name="Read it as a page (HTML)").click()
+    page.wait_for_url(f"**/privacy/requests/{request_id}/package/html")
+    assert "token" not in page.url
+    page.get_by_text(CV).first.wait_for()
+    assert page.get_by_text(CV).first.is_visible()
+    pages.look(page, "package-from-status")
+    page.go_back()
+    page.get_by_role("heading", name="Your data is ready").wait_for()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download it as a file (JSON)").click()
+    saved = download.value
+    assert saved.suggested_filename == f"request-{request_id}.json"
+    from_status = json.loads(Path(saved.path()).read_text())
+    assert from_status["request_id"] == request_id
+    assert CV in json.dumps(from_status)
+    pages.look(page, "status-after-download")
+
     html_link = live.wait_for_mail(request_id, r"(http\S+/package\?token=\S+format=html)")
     json_link = live.wait_for_mail(request_id, r"(http\S+/package\?token=\S+format=json)")
     page.goto(html_link)
@@ -111,6 +131,8 @@ def test_subject_files_access_verifies_by_email_code_and_downloads_the_package(
 
     page.goto(f"/privacy/requests/{request_id}?lang=fr")
     page.get_by_role("heading", name="Votre demande").wait_for()
+    assert page.get_by_role("link", name="La lire sous forme de page (HTML)").is_visible()
+    assert page.get_by_role("link", name="La télécharger sous forme de fichier (JSON)").is_visible()
     pages.look(page, "status-fr")
     page.goto("/privacy")  # the language stays French
     page.get_by_role("heading", name="Vos données personnelles : faire une demande").wait_for()
