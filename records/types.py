@@ -29,7 +29,14 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, StrictBool, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    StrictBool,
+    StringConstraints,
+    ValidationInfo,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 # Calendar arithmetic (offsets of years, alarms, deadlines) must stay far from datetime.max: the
@@ -148,13 +155,38 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
 """A free-form JSON object, checked recursively (strings, numbers, depth, size)."""
 
 
-def _email_address(value: str) -> str:
+EMAIL_MEMO = "email_memo"
+"""Validation-context key of an `EmailMemo` (`model_validate(x, context={EMAIL_MEMO: memo})`)."""
+
+
+class EmailMemo(dict[str, str]):
+    """Addresses already validated in one bulk run (address → normalised form).
+
+    A subject's lines repeat their address, and email-validator is the dearest step of parsing
+    a line; the memo belongs to one import run and goes with it (no process-wide cache of
+    addresses), and it is bounded."""
+
+    LIMIT = 50_000
+
+    def remember(self, value: str, normalised: str) -> None:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        self[value] = normalised
+
+
+def _email_address(value: str, info: ValidationInfo) -> str:
+    memo = info.context.get(EMAIL_MEMO) if isinstance(info.context, dict) else None
+    if memo is not None and value in memo:
+        return str(memo[value])
     try:
         # check_deliverability: no DNS lookup at validation time (the code sent proves it).
-        return validate_email(value, check_deliverability=False).normalized
+        normalised = validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError:
         # email-validator's own message quotes parts of the address: never pass it on.
         raise PydanticCustomError("email", INVALID_EMAIL) from None
+    if isinstance(memo, EmailMemo):
+        memo.remember(value, normalised)
+    return normalised
 
 
 EmailAddress = Annotated[

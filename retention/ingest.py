@@ -40,7 +40,7 @@ from records.models import (
     Subject,
 )
 from records.schemas import ImportLine, RecordBody, RecordCreate, SubjectCreate
-from records.types import value_free_error
+from records.types import EMAIL_MEMO, EmailMemo, value_free_error
 from retention.due import Evaluator, recompute_for_event
 
 log = structlog.get_logger(__name__)
@@ -401,9 +401,12 @@ def _validation_error(line: int, exc: ValidationError) -> LineError:
     return LineError(line, where, reason)
 
 
-def parse_ndjson_line(line_no: int, text: str) -> ImportLine | LineError:
+def parse_ndjson_line(
+    line_no: int, text: str, *, emails: EmailMemo | None = None
+) -> ImportLine | LineError:
+    """One NDJSON line; `emails`: the run's memo of validated addresses (lines repeat them)."""
     try:
-        line = ImportLine.model_validate_json(text)
+        line = ImportLine.model_validate_json(text, context={EMAIL_MEMO: emails})
     except ValidationError as exc:
         err = exc.errors(include_url=False, include_input=False)[0]
         if err.get("type") == "json_invalid":
@@ -420,11 +423,13 @@ def _check_subject(line_no: int, line: ImportLine) -> ImportLine | LineError:
     return line
 
 
-def validate_line(line_no: int, raw: Any) -> ImportLine | LineError:
+def validate_line(
+    line_no: int, raw: Any, *, emails: EmailMemo | None = None
+) -> ImportLine | LineError:
     if not isinstance(raw, dict):
         return LineError(line_no, "", "a line must be a JSON object")
     try:
-        line = ImportLine.model_validate(raw)
+        line = ImportLine.model_validate(raw, context={EMAIL_MEMO: emails})
     except ValidationError as exc:
         return _validation_error(line_no, exc)
     return _check_subject(line_no, line)
@@ -463,14 +468,18 @@ def csv_row_to_line(row: Mapping[str, str | None]) -> dict[str, Any]:
 
 def read_lines(stream: Iterable[str], *, fmt: str) -> Iterator[tuple[int, ImportLine | LineError]]:
     """Parse NDJSON or CSV lazily: (line number, line or error). Blank lines are skipped."""
+    emails = EmailMemo()
     if fmt == "csv":
         reader = csv.DictReader(stream)
         for row in reader:
-            yield reader.line_num, validate_line(reader.line_num, csv_row_to_line(row))
+            yield (
+                reader.line_num,
+                validate_line(reader.line_num, csv_row_to_line(row), emails=emails),
+            )
         return
     for number, text in enumerate(stream, start=1):
         if text.strip():
-            yield number, parse_ndjson_line(number, text)
+            yield number, parse_ndjson_line(number, text, emails=emails)
 
 
 def batched(

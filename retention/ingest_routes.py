@@ -23,6 +23,7 @@ from records.schemas import (
     SubjectCreate,
     SubjectCreated,
 )
+from records.types import EmailMemo
 from retention import ingest
 from retention.ingest import ImportState, LineError
 
@@ -176,10 +177,11 @@ async def create_import(
         batch.clear()
 
     number = 0
+    emails = EmailMemo()
     async for text in _lines(request):
         number += 1
         if text.strip():
-            batch.append((number, ingest.parse_ndjson_line(number, text)))
+            batch.append((number, ingest.parse_ndjson_line(number, text, emails=emails)))
         if len(batch) >= IMPORT_BATCH:
             await flush()
     if batch:
