@@ -13,7 +13,7 @@ import enum
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,9 +21,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from connectors.errors import MappingError
+from policies.yamlfile import compose, located, raise_located, reason_of
+from policies.yamlfile import line_of as line_of_node
 
 FORMAT = "lethe.connector/1"
-MAX_BYTES = 1_000_000
 _NAME = r"^[a-z][a-z0-9_-]{0,62}$"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 # Prefix of a keyed-hash mask: a value already masked is never hashed again (idempotent purge).
@@ -296,50 +297,6 @@ class ConnectorMapping(_Strict):
 # --- parsing with located errors -----------------------------------------------------------
 
 
-def _located(source: str, line: int | None, field: str, reason: str) -> dict[str, Any]:
-    return {"file": source, "line": line, "field": field or "(document)", "reason": reason}
-
-
-def _raise(errors: Sequence[dict[str, Any]]) -> NoReturn:
-    def one(e: dict[str, Any]) -> str:
-        where = f"{e['file']}, line {e['line']}" if e["line"] else e["file"]
-        return f"{where}, field {e['field']}: {e['reason']}"
-
-    shown = "; ".join(one(e) for e in errors[:5])
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    raise MappingError(shown + more, errors=list(errors))
-
-
-def _line_of(root: yaml.Node, loc: Sequence[str | int]) -> int:
-    node = root
-    for part in loc:
-        nxt: yaml.Node | None = None
-        if isinstance(node, yaml.MappingNode):
-            nxt = next((v for k, v in node.value if str(k.value) == str(part)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            nxt = node.value[part] if 0 <= part < len(node.value) else None
-        if nxt is None:
-            break
-        node = nxt
-    return int(node.start_mark.line) + 1
-
-
-def _duplicates(node: yaml.Node, source: str, path: str = "") -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            here = f"{path}.{key_node.value}" if path else str(key_node.value)
-            if key_node.value in seen:
-                found.append(_located(source, key_node.start_mark.line + 1, here, "duplicate key"))
-            seen.add(key_node.value)
-            found += _duplicates(value_node, source, here)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            found += _duplicates(item, source, f"{path}.{i}" if path else str(i))
-    return found
-
-
 def _table_names(data: dict[str, Any]) -> list[str]:
     tables = data.get("tables")
     if not isinstance(tables, list):
@@ -349,26 +306,7 @@ def _table_names(data: dict[str, Any]) -> list[str]:
 
 def parse_mapping(text: str, *, source: str = "<mapping>") -> ConnectorMapping:
     """Parse and validate one mapping file's text; `MappingError` with located errors."""
-    if len(text.encode("utf-8")) > MAX_BYTES:
-        _raise([_located(source, None, "", f"file larger than {MAX_BYTES} bytes")])
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                line = event.start_mark.line + 1 if event.start_mark else None
-                _raise([_located(source, line, "", "YAML aliases (*name) are not allowed")])
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        _raise([_located(source, line, "", f"not valid YAML: {exc.problem or 'syntax error'}")])
-    except yaml.YAMLError:
-        _raise([_located(source, None, "", "not valid YAML")])
-    if root is None or not isinstance(data, dict):
-        _raise([_located(source, 1, "", "a mapping file is a YAML mapping (key: value)")])
-    duplicates = _duplicates(root, source)
-    if duplicates:
-        _raise(duplicates)
+    root, data = compose(text, source=source, error=MappingError, kind="a mapping file")
     try:
         return ConnectorMapping.model_validate(data)
     except ValidationError as exc:
@@ -376,9 +314,7 @@ def parse_mapping(text: str, *, source: str = "<mapping>") -> ConnectorMapping:
         names = _table_names(data)
         for err in exc.errors(include_input=False, include_url=False):
             loc = [p for p in err.get("loc", ()) if isinstance(p, str | int)]
-            reason = str(err.get("msg", "invalid"))
-            for prefix in ("Value error, ", "Assertion failed, "):
-                reason = reason.removeprefix(prefix)
+            reason = reason_of(str(err.get("msg", "invalid")))
             if not loc:
                 # A cross-table check: point at the table it names, when it names one.
                 for i, name in enumerate(names):
@@ -386,8 +322,8 @@ def parse_mapping(text: str, *, source: str = "<mapping>") -> ConnectorMapping:
                         loc = ["tables", i]
                         break
             field = ".".join(str(p) for p in loc)
-            errors.append(_located(source, _line_of(root, loc), field, reason))
-        _raise(errors)
+            errors.append(located(source, line_of_node(root, loc), field, reason))
+        raise_located(MappingError, errors)
 
 
 def line_of(text: str, loc: Sequence[str | int]) -> int | None:
@@ -396,7 +332,7 @@ def line_of(text: str, loc: Sequence[str | int]) -> int | None:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return None
-    return None if root is None else _line_of(root, loc)
+    return line_of_node(root, loc)
 
 
 def read_mapping(path: Path) -> ConnectorMapping:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,39 @@ def test_duplicate_keys_and_a_cycle_are_refused() -> None:
         1,
     )
     assert any("cycle" in str(e["reason"]) for e in errors_of(cycle))
+
+
+CANARY = "canary-7f3a@example.org"
+
+
+def test_a_deep_aliased_or_nul_mapping_gets_the_policy_files_limits_without_its_content(
+    tmp_path: Path,
+) -> None:
+    deep = GOOD + "extra: " + "[" * 50_000 + CANARY
+    laughs = GOOD + f'a: &a ["{CANARY}", "{CANARY}"]\nb: &b [*a, *a]\nc: [*b, *b]\n'
+    nul = GOOD.replace("title: EUSurvey", f'title: "{CANARY}\\0" #', 1)
+    big = GOOD + "# " + "x" * 1_000_000 + "\n"
+    expected = {
+        "deep": "nested deeper than 32 levels",
+        "laughs": "YAML aliases (*name) are not allowed",
+        "nul": "NUL",
+        "big": "file larger than 1000000 bytes",
+    }
+    for name, text in {"deep": deep, "laughs": laughs, "nul": nul, "big": big}.items():
+        started = time.perf_counter()
+        with pytest.raises(MappingError) as caught:
+            parse_mapping(text, source="m.yaml")
+        assert time.perf_counter() - started < 2, name
+        [error] = caught.value.extra["errors"]
+        assert expected[name] in str(error["reason"]), (name, error)
+        assert error["field"] == "(document)" and error["file"] == "m.yaml"
+        assert CANARY not in str(caught.value) and CANARY not in repr(error), name
+    # The same limits on a file read from disk, and nothing of the file in the CLI's output.
+    path = tmp_path / "laughs.yaml"
+    path.write_text(laughs)
+    result = CliRunner().invoke(app, ["connectors", "validate", str(path)])
+    assert result.exit_code == 1
+    assert "aliases" in result.output and CANARY not in result.output
 
 
 def test_cli_validate_prints_file_line_field_and_exits_1(tmp_path: Path) -> None:
