@@ -6,7 +6,11 @@ on the source server: SIZE answers of SIZE/100 respondents, every answer due for
     keyset, hold and rule-version re-check, the source DELETE through the connector, the index
     rows, items, key destruction, one audit entry per batch, signed certificate);
 (b) a batched raw `DELETE FROM answer WHERE id IN (…)` of the same rows in the second copy,
-    one transaction per batch of the same size, nothing else.
+    one transaction per batch of `--batch` rows, nothing else. The purge starts with batches
+    of `--batch` records and, once a batch met only external records, grows them to
+    `external_batch_size` (`external_batch=`); the source still receives transactions of at
+    most `connectors.source.CHUNK` (500) rows, the same as the baseline's by default
+    (`source_transaction_rows=`).
 Goal: purge throughput / baseline throughput >= 0.5 (`ratio=`, the last line).
 (c) for scale, what a connector without governance would do on a third copy: per batch the
     same keyset selection of due records in a Lethe database, the source DELETE and the index
@@ -243,6 +247,7 @@ def main() -> None:
     from audit_log.signing import NoteSigner
     from connectors.mapping import parse_mapping
     from connectors.registry import Registry, Secrets
+    from connectors.source import CHUNK
     from lethe import migrate
     from policies import service as policies
     from policies.loader import registry_dir
@@ -323,6 +328,8 @@ def main() -> None:
         print(f"lethe={'postgresql' if args.database_url else 'sqlite'}")
         print(f"rows={args.size}")
         print(f"batch={args.batch}")
+        print(f"external_batch={max(args.batch, ctx.config.external_batch_size)}")
+        print(f"source_transaction_rows={min(args.batch, CHUNK)}")
         print(f"purge_seconds={purge_seconds:.2f}")
         print(f"purge_rows_per_second={args.size / purge_seconds:.0f}")
         print(f"baseline_seconds={base_seconds:.2f}")

@@ -62,6 +62,24 @@ def parse_key(text: str) -> list[Any]:
     return value
 
 
+def parse_keys(texts: Sequence[str]) -> list[list[Any]]:
+    """`parse_key` of each of `texts`, parsed as one JSON document (a purge batch has
+    thousands); any text that is not one JSON list is parsed alone, so it fails as it would."""
+    if not texts:
+        return []
+    try:
+        values = json.loads("[" + ",".join(texts) + "]")
+    except ValueError:
+        values = None
+    if (
+        isinstance(values, list)
+        and len(values) == len(texts)
+        and all(isinstance(v, list) for v in values)
+    ):
+        return values
+    return [parse_key(t) for t in texts]
+
+
 def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
@@ -160,7 +178,7 @@ class Source:
 
     def _where_keys(self, table: TableMapping, keys: Sequence[str]) -> ColumnElement[bool]:
         columns = self._key_columns(table)
-        values = [parse_key(k) for k in keys]
+        values = parse_keys(keys)
         if len(columns) == 1:
             return columns[0].in_([v[0] for v in values])
         return or_(*(and_(*(c == x for c, x in zip(columns, v, strict=True))) for v in values))

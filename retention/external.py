@@ -435,19 +435,25 @@ class ExternalActions:
     ) -> tuple[dict[str, dict[str, list[Any]]], dict[uuid.UUID, str]]:
         by: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         unknown: dict[uuid.UUID, str] = {}
+        # A purge batch has thousands of rows and a handful of tables: look each up once.
+        checked: dict[tuple[str, str], str | None] = {}
         for row in rows:
             where = _location(row)
             if where is None:
                 continue
             connector, table, _ = where
-            try:
-                self.registry.get(connector).table(table)
-            except (ConnectorNotFoundError, KeyError):
-                unknown[row.id] = "error:connector-unknown"
-                continue
-            except MappingError:
-                # A registry file that does not validate stops its sources, not the purge.
-                unknown[row.id] = "error:mapping-invalid"
+            if (connector, table) not in checked:
+                try:
+                    self.registry.get(connector).table(table)
+                    checked[(connector, table)] = None
+                except (ConnectorNotFoundError, KeyError):
+                    checked[(connector, table)] = "error:connector-unknown"
+                except MappingError:
+                    # A registry file that does not validate stops its sources, not the purge.
+                    checked[(connector, table)] = "error:mapping-invalid"
+            error = checked[(connector, table)]
+            if error is not None:
+                unknown[row.id] = error
                 continue
             by[connector][table].append(row)
         return by, unknown
