@@ -169,6 +169,11 @@ class KeyCache:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def __bool__(self) -> bool:
+        # A cache is a tool, not a collection: an empty one passed in (`cache or KeyCache()`)
+        # must be used and filled, not silently replaced by a fresh one.
+        return True
+
     def put(self, subject_id: uuid.UUID, key_id: uuid.UUID, data_key: bytes) -> None:
         self._keys[subject_id] = (key_id, data_key)
 

@@ -300,3 +300,23 @@ def test_after_erasure_and_a_checkpoint_nothing_is_left_in_the_sqlite_file(
     with Session(engine) as s:
         rows = s.execute(text("SELECT wrapped_key, destroyed_at FROM data_key")).all()
     assert [r[0] for r in rows] == [None]
+
+
+def test_a_key_cache_passed_in_empty_is_filled_and_used(
+    engine: Engine, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, record_id = _store(engine, keyring)
+    unwraps: list[uuid.UUID] = []
+    real = keyring.unwrap
+
+    def counting(wrapped: bytes, **kwargs: object) -> bytes:
+        unwraps.append(kwargs["subject_id"])  # type: ignore[arg-type]
+        return real(wrapped, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(keyring, "unwrap", counting)
+    cache = records.KeyCache(keyring)
+    with Session(engine) as s:
+        record = records.get_record(s, record_id)
+        for _ in range(3):
+            assert records.decrypt_payload(s, keyring=keyring, record=record, cache=cache)
+    assert len(cache) == 1 and len(unwraps) == 1
