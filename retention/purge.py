@@ -237,8 +237,9 @@ def create_run(
         created_at=now,
         horizon_at=horizon,
     )
+    # Counted for a dry run too: it answers the same question ("how many are due to delete?").
+    run.planned_deletions = _planned_deletions(session, horizon)
     if not dry_run:
-        run.planned_deletions = _planned_deletions(session, horizon)
         reason = _pause_reason(session, planned=run.planned_deletions, config=config, now=now)
         if reason is not None:
             run.status = RunStatus.paused.value

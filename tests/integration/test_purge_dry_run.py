@@ -98,6 +98,8 @@ def test_a_dry_run_over_the_api_reports_its_plan_and_changes_nothing(
     assert set(body) >= {"id", "status", "dry_run", "counts", "planned"}
     assert body["status"] == "planned" and body["dry_run"] is True
     assert body["counts"]["deleted"] == 3 and body["counts"]["skipped_hold"] == 1
+    # the due-for-deletion count before holds: the three deleted and the held one
+    assert body["planned_deletions"] == 4
     planned = body["planned"]
     assert _rule_counts(planned) == {
         (POLICY, "not-selected", 1, "delete", "deleted"): 3,
