@@ -406,7 +406,7 @@ def holds_page(request: Request, user: HoldReaders, session: SessionDep) -> HTML
         user,
         "holds.html",
         active=holds.list_holds(session, active=True),
-        released=holds.list_holds(session, active=False)[:50],
+        released=holds.list_holds(session, active=False, limit=50),
         kinds=[k.value for k in HoldScope],
         scope_of=lambda h: holds.scope_of(h).as_dict(),
         can_edit=user.role is Role.dpo,
