@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, bindparam, delete, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -181,6 +181,7 @@ def _sync_batch(
     new_rows: list[dict[str, Any]] = []
     changed: list[uuid.UUID] = []
     due_updates: list[tuple[uuid.UUID, records.Due]] = []
+    changed_fields: list[dict[str, Any]] = []
     for row in rows:
         if row.email is None or row.collected_at is None:
             counts.skipped += 1
@@ -217,7 +218,7 @@ def _sync_batch(
             "updated_at": now,
         }
         if stored is not None:
-            session.execute(update(t).where(t.c.id == stored.id).values(**fields))
+            changed_fields.append({"b_id": stored.id, **fields})
             due_updates.append((stored.id, due))
             changed.append(stored.id)
             continue
@@ -256,6 +257,13 @@ def _sync_batch(
         )
         counts.new += len(new_rows)
     if changed:
+        # One executemany for the batch's changed rows, not one UPDATE per row.
+        session.execute(
+            update(t)
+            .where(t.c.id == bindparam("b_id"))
+            .values({k: bindparam(k) for k in changed_fields[0] if k != "b_id"}),
+            changed_fields,
+        )
         records.set_due_many(session, due_updates, now=now)
         audit.append(
             session,
