@@ -43,30 +43,31 @@ def merge_into(
     duplicates = [s.id for s in subjects[1:]]
     if not duplicates:
         return survivor
-    for dup in duplicates:
-        session.execute(
-            update(LegalHold)
-            .where(
-                col(LegalHold.scope_kind) == HoldScope.subject.value,
-                col(LegalHold.scope_value) == str(dup),
-            )
-            .values(scope_value=str(survivor))
+    session.execute(
+        update(LegalHold)
+        .where(
+            col(LegalHold.scope_kind) == HoldScope.subject.value,
+            col(LegalHold.scope_value).in_([str(d) for d in duplicates]),
         )
-        session.execute(
-            update(DsrRequest).where(col(DsrRequest.subject_id) == dup).values(subject_id=survivor)
-        )
-        session.execute(
-            update(DsrDisclosure)
-            .where(col(DsrDisclosure.subject_id) == dup)
-            .values(subject_id=survivor)
-        )
-        # The outbox forgets a subject's messages when the subject is erased: a message to the
-        # duplicate must follow the person, or it outlives their erasure.
-        session.execute(
-            update(NotificationOutbox)
-            .where(col(NotificationOutbox.subject_id) == dup)
-            .values(subject_id=survivor)
-        )
+        .values(scope_value=str(survivor))
+    )
+    session.execute(
+        update(DsrRequest)
+        .where(col(DsrRequest.subject_id).in_(duplicates))
+        .values(subject_id=survivor)
+    )
+    session.execute(
+        update(DsrDisclosure)
+        .where(col(DsrDisclosure.subject_id).in_(duplicates))
+        .values(subject_id=survivor)
+    )
+    # The outbox forgets a subject's messages when the subject is erased: a message to the
+    # duplicate must follow the person, or it outlives their erasure.
+    session.execute(
+        update(NotificationOutbox)
+        .where(col(NotificationOutbox.subject_id).in_(duplicates))
+        .values(subject_id=survivor)
+    )
     session.expire_all()  # the bulk updates bypassed the identity map
     merged = records.merge_subjects(
         session, keyring=keyring, survivor_id=survivor, duplicate_ids=duplicates, now=now
