@@ -920,15 +920,24 @@ PLAN_OUTCOMES = (
 )
 
 
-def plan(session: Session, run_id: uuid.UUID, *, sample: int = PLAN_SAMPLE) -> dict[str, Any]:
+def plan(
+    session: Session,
+    run_id: uuid.UUID,
+    *,
+    sample: int = PLAN_SAMPLE,
+    tally: dict[str, int] | None = None,
+) -> dict[str, Any]:
     """What a dry run found: counts per processing record, version, rule, rule version, action
     and outcome, and per outcome the pseudonymous record ids (the first `sample` in due order)
     with their total. Ids only: nothing here identifies a person without the database.
 
     >>> plan(session, run.id)["records"]["deleted"]  # doctest: +SKIP
     {'total': 3, 'record_ids': ['0b…', '4f…', 'c2…'], 'truncated': False}
+
+    `tally`: the run's `counts`, when the caller has them already (two aggregates over the
+    run's items: a large dry run need not pay them twice).
     """
-    tally = counts(session, run_id)
+    tally = counts(session, run_id) if tally is None else tally
     records: dict[str, dict[str, Any]] = {}
     deleted: list[str] = []
     # Batches in the order they were planned (due order); stop reading once the sample is full.

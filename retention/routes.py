@@ -50,11 +50,12 @@ def hold_read(hold: LegalHold) -> HoldRead:
 
 
 def run_read(session: Session, run: PurgeRun) -> PurgeRunRead:
+    tally = purge.counts(session, run.id)
     return PurgeRunRead(
         id=run.id,
         status=run.status,
         dry_run=run.dry_run,
-        counts=PurgeCounts(**purge.counts(session, run.id)),
+        counts=PurgeCounts(**tally),
         trigger=run.trigger,
         created_at=run.created_at,
         horizon_at=run.horizon_at,
@@ -65,7 +66,7 @@ def run_read(session: Session, run: PurgeRun) -> PurgeRunRead:
         approved_by=run.approved_by,
         approved_at=run.approved_at,
         certificate_sha256=run.certificate_sha256,
-        planned=PurgePlan(**purge.plan(session, run.id)) if run.dry_run else None,
+        planned=PurgePlan(**purge.plan(session, run.id, tally=tally)) if run.dry_run else None,
     )
 
 

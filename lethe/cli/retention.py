@@ -175,8 +175,9 @@ def purge_command(
                 ctx=pctx,
             )
         with new_session(ctx.engine) as session:
-            line = _summary(last, purge.counts(session, last.id))
-            plan = purge.plan(session, last.id) if last.dry_run else None
+            tally = purge.counts(session, last.id)
+            line = _summary(last, tally)
+            plan = purge.plan(session, last.id, tally=tally) if last.dry_run else None
             # connectors: what the run would send to the source systems
             sql = connectors_cli.planned_sql(session, last.id, pctx.external) if plan else []
     if plan is not None and as_json:
