@@ -14,9 +14,6 @@ the SQL a dry run would run, rectify a row.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -40,6 +37,7 @@ from connectors.errors import (
 from connectors.mapping import ConnectorMapping, EraseAction, TableMapping
 from connectors.registry import Registry
 from connectors.source import ExternalRow
+from records import ids
 from records import service as records
 from records.crypto import Keyring
 from records.db import unit_of_work
@@ -77,19 +75,13 @@ class SyncResult:
         return sum(getattr(c, name) for c in self.tables.values())
 
 
-def record_id(
-    keyring: Keyring, mapping: ConnectorMapping, table: str, key: str, *, rank: int | None = None
-) -> uuid.UUID:
-    """A stable, keyed id for a source row. Its first byte is the table's erasure rank, so that
+def record_id(mapping: ConnectorMapping, table: str, *, rank: int | None = None) -> uuid.UUID:
+    """A new id for a source row's record. Its first byte is the table's erasure rank, so that
     among records due at the same instant (the purge's keyset order is due date, then id) the
-    rows that refer to others come first and a batch erases them before what they refer to."""
-    digest = hmac.new(
-        keyring.purpose_key("connector-record-id/1"),
-        json.dumps([mapping.name, table, key]).encode("utf-8"),
-        hashlib.sha256,
-    ).digest()
-    rank = mapping.rank(table) if rank is None else rank
-    return uuid.UUID(bytes=bytes([rank]) + digest[1:16])
+    rows that refer to others come first and a batch erases them before what they refer to; the
+    rest is time-ordered (`records.ids`), so a purge batch reads and deletes index rows stored
+    side by side, in the order the sync wrote them."""
+    return ids.ranked(mapping.rank(table) if rank is None else rank)
 
 
 def _fingerprint(keyring: Keyring, mapping: ConnectorMapping, table: TableMapping, row: Any) -> str:
@@ -224,7 +216,7 @@ def _sync_batch(
             continue
         new_rows.append(
             {
-                "id": record_id(state.keyring, mapping, table.name, row.key, rank=rank),
+                "id": record_id(mapping, table.name, rank=rank),
                 "policy": policy,
                 "category": table.category,
                 "subject_category": subject_category,
