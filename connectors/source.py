@@ -29,6 +29,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     and_,
+    any_,
     bindparam,
     delete,
     func,
@@ -39,6 +40,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.sql import ColumnElement, Select
@@ -180,7 +182,13 @@ class Source:
         columns = self._key_columns(table)
         values = parse_keys(keys)
         if len(columns) == 1:
-            return columns[0].in_([v[0] for v in values])
+            listed = [v[0] for v in values]
+            if self.engine.dialect.name == "postgresql":
+                # One array parameter, not one per row: the statement is the same for every
+                # chunk (parsed once by the driver) and the server plans it once.
+                array = bindparam(None, listed, type_=pg.ARRAY(columns[0].type))
+                return columns[0] == any_(array)
+            return columns[0].in_(listed)
         return or_(*(and_(*(c == x for c, x in zip(columns, v, strict=True))) for v in values))
 
     # --- checking ----------------------------------------------------------------------------
