@@ -18,13 +18,24 @@ def test_ids_are_version_7_and_increase_within_one_millisecond() -> None:
     assert len(set(made)) == len(made)
 
 
-def test_ids_follow_the_clock() -> None:
+def test_ids_follow_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ids made earlier in this process, at the real (later) time, would hold the counter
+    # ahead of a clock frozen in the past: ids never go backwards within a process.
+    monkeypatch.setattr(ids, "_last_ms", 0)
     with freeze_time("2026-12-02 12:00:00"):
         earlier = ids.uuid7()
     with freeze_time("2026-12-02 12:00:01"):
         later = ids.uuid7()
     assert earlier < later
     assert later.int >> 80 == 1_796_212_801_000  # the Unix time in milliseconds comes first
+
+
+def test_ids_never_go_backwards_when_the_clock_does() -> None:
+    with freeze_time("2026-12-02 12:00:01"):
+        later_clock = ids.uuid7()
+    with freeze_time("2026-12-02 12:00:00"):
+        earlier_clock = ids.uuid7()
+    assert later_clock < earlier_clock
 
 
 def test_a_ranked_id_sorts_by_rank_first() -> None:
