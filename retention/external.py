@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -526,52 +527,108 @@ class ExternalActions:
         return self.registry.source(connector).rectify(mapping.table(table), key, changes)
 
 
-def act_in_purge(
-    session: Session,
-    plan: dict[Any, list[Any]],
-    *,
-    deleted: Any,
-    anonymised: Any,
-    failed: Any,
-    notes: dict[uuid.UUID, str],
-    now: datetime,
-    actions: ExternalActions | None,
-) -> set[uuid.UUID]:
-    """The purge's step for external records, inside its batch transaction and before Lethe's
-    own rows change: erase due rows at their sources; a row not erased there moves to `failed`
-    (with the error's class in its note) and keeps its record, so the next run retries it and
-    nothing is reported as done when it was not. Returns the records to keep as tombstones
-    (masked rows stay at the source; their record, anonymised, stops the next sync from
-    indexing the masked row again)."""
-    targets = [r for o in (deleted, anonymised) for r in plan.get(o, []) if is_external(r)]
-    if not targets:
-        return set()
-    if actions is None:
-        erased = Erased(failures=dict.fromkeys((r.id for r in targets), "error:no-connectors"))
-    else:
+class PurgeErasure:
+    """The purge's step for one batch's external records, at their sources.
+
+    Entering sends the erase to the sources from a worker thread, so that Lethe's own work on the
+    batch (deleting the index rows it expects to delete) runs meanwhile instead of after; a
+    source round trip and a Lethe write then cost the batch the longer of the two, not their
+    sum. `settle` waits for the sources and applies what they did to the plan: a row not erased
+    there moves to `failed` (with the error's class in its note) and keeps its record, so the
+    next run retries it and nothing is reported as done when it was not. Lethe commits nothing
+    before `settle` returns: a crash in between leaves every record indexed, and the rerun's
+    erase is idempotent.
+    """
+
+    def __init__(
+        self,
+        plan: dict[Any, list[Any]],
+        *,
+        deleted: Any,
+        anonymised: Any,
+        actions: ExternalActions | None,
+    ) -> None:
+        self.deleted = deleted
+        self.anonymised = anonymised
+        self.actions = actions
+        self.targets = [r for o in (deleted, anonymised) for r in plan.get(o, []) if is_external(r)]
+        self._masking: dict[tuple[str, str], bool] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._future: Future[Erased] | None = None
+        self._masked: set[uuid.UUID] = set()
+
+    def __enter__(self) -> PurgeErasure:
+        if self.targets and self.actions is not None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="lethe-erase")
+            self._future = self._pool.submit(self.actions.erase, self.targets)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Never leave a source erase running behind a batch that failed in Lethe.
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def keeps_record(self, row: Any) -> bool:
+        """Whether `row`'s record stays after a successful erase (a masked row's tombstone)."""
+        where = _location(row)
+        if where is None or self.actions is None:
+            return False
+        table = (where[0], where[1])
+        if table not in self._masking:
+            try:
+                mapping = self.actions.registry.get(table[0]).table(table[1])
+                self._masking[table] = mapping.erasure.action is EraseAction.mask
+            except (DomainError, KeyError):
+                self._masking[table] = False  # it fails instead, and stays anyway
+        return self._masking[table]
+
+    def _wait(self) -> Erased:
+        if not self.targets:
+            return Erased(failures={})
+        if self._future is None:
+            return Erased(dict.fromkeys((r.id for r in self.targets), "error:no-connectors"))
         try:
-            erased = actions.erase(targets)
+            return self._future.result()
         except DomainError:
-            erased = Erased(failures=dict.fromkeys((r.id for r in targets), "error:source"))
-    for outcome in (deleted, anonymised):
-        kept = []
-        for r in plan.get(outcome, []):
-            error = erased.failures.get(r.id)
-            if error is None:
-                kept.append(r)
-            else:
-                notes[r.id] = error[:400]
-                plan.setdefault(failed, []).append(r)
-        plan[outcome] = kept
-    tombstones = {r.id for r in plan.get(deleted, []) if r.id in erased.masked}
-    if tombstones:
-        t = PersonalRecord.__table__  # type: ignore[attr-defined]
-        session.execute(
-            update(t)
-            .where(and_(t.c.id.in_(tombstones)))
-            .values(status=RecordStatus.anonymised.value, due_at=None, updated_at=now)
-        )
-    return tombstones
+            return Erased(dict.fromkeys((r.id for r in self.targets), "error:source"))
+
+    def settle(
+        self, plan: dict[Any, list[Any]], *, failed: Any, notes: dict[uuid.UUID, str]
+    ) -> set[uuid.UUID]:
+        """Wait for the sources and move the records they did not erase to `failed`; returns
+        those records' ids. Nothing is written to Lethe here."""
+        erased = self._wait()
+        self._masked = erased.masked
+        moved: set[uuid.UUID] = set()
+        if erased.failures:
+            for outcome in (self.deleted, self.anonymised):
+                kept = []
+                for r in plan.get(outcome, []):
+                    error = erased.failures.get(r.id)
+                    if error is None:
+                        kept.append(r)
+                    else:
+                        notes[r.id] = error[:400]
+                        moved.add(r.id)
+                        plan.setdefault(failed, []).append(r)
+                plan[outcome] = kept
+        return moved
+
+    def keep_tombstones(
+        self, session: Session, plan: dict[Any, list[Any]], *, now: datetime
+    ) -> set[uuid.UUID]:
+        """After `settle`: the deleted records whose rows the sources masked stay, anonymised
+        (masked rows stay at the source; their record stops the next sync from indexing them
+        again). Returns their ids."""
+        tombstones = {r.id for r in plan.get(self.deleted, []) if r.id in self._masked}
+        if tombstones:
+            t = PersonalRecord.__table__  # type: ignore[attr-defined]
+            session.execute(
+                update(t)
+                .where(and_(t.c.id.in_(tombstones)))
+                .values(status=RecordStatus.anonymised.value, due_at=None, updated_at=now)
+            )
+        return tombstones
 
 
 def dry_run_sql(

@@ -541,18 +541,34 @@ def _act(
     ctx: PurgeContext,
 ) -> None:
     table = PersonalRecord.__table__  # type: ignore[attr-defined]
-    # External records first: their rows are erased at the source, or they fail (and stay).
-    tombstones = external_records.act_in_purge(
-        session,
-        plan,
-        deleted=ItemOutcome.deleted,
-        anonymised=ItemOutcome.anonymised,
-        failed=ItemOutcome.failed,
-        notes=notes,
-        now=now,
-        actions=ctx.external,
+    erasure = external_records.PurgeErasure(
+        plan, deleted=ItemOutcome.deleted, anonymised=ItemOutcome.anonymised, actions=ctx.external
     )
-    doomed = [r.id for r in plan.get(ItemOutcome.deleted, []) if r.id not in tombstones]
+    with erasure:
+        # While the sources erase the external rows, delete the index rows the batch expects to
+        # delete, in a savepoint: if a source did not erase a row, the savepoint is rolled back
+        # and only what the sources confirmed is deleted (below).
+        expected = [r.id for r in plan.get(ItemOutcome.deleted, []) if not erasure.keeps_record(r)]
+        early: Any = None
+        if expected and erasure.targets:
+            early = session.begin_nested()
+            try:
+                session.execute(delete(table).where(records.one_of(session, table.c.id, expected)))
+            except DBAPIError:
+                early.rollback()
+                early = None
+        moved = erasure.settle(plan, failed=ItemOutcome.failed, notes=notes)
+    if early is not None:
+        if moved:
+            early.rollback()
+        else:
+            early.commit()
+    tombstones = erasure.keep_tombstones(session, plan, now=now)
+    doomed = (
+        []
+        if early is not None and not moved
+        else [r.id for r in plan.get(ItemOutcome.deleted, []) if r.id not in tombstones]
+    )
     if doomed:
         try:
             with session.begin_nested():
