@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy import (
     Boolean,
+    String,
     and_,
     any_,
     bindparam,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -128,13 +130,29 @@ class Due:
     restricted: bool = False
 
 
+# Above this many values an SQLite `IN` list is sent as one JSON array instead of one
+# parameter per value (SQLite builds before 3.32 allow 999 parameters per statement).
+SQLITE_LIST_PARAMETERS = 900
+
+
 def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
-    """`column IN values`; on PostgreSQL `column = ANY(array)`: one parameter, not thousands
-    (bulk import asks for a thousand ids at a time)."""
+    """`column IN values` with one parameter, not thousands (bulk import asks for a thousand
+    ids at a time, a purge batch for tens of thousands): on PostgreSQL `column = ANY(array)`;
+    on SQLite a long list is one JSON array read by `json_each`, its values in the column's
+    stored form."""
     listed = list(values)
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
         return column == any_(bindparam(None, listed, type_=pg.ARRAY(column.type)))
-    return column.in_(listed)
+    if dialect.name != "sqlite" or len(listed) <= SQLITE_LIST_PARAMETERS:
+        return column.in_(listed)
+    process = column.type.bind_processor(dialect)
+    stored = [process(v) for v in listed] if process is not None else listed
+    return column.in_(
+        select(literal_column("value")).select_from(
+            func.json_each(bindparam(None, json.dumps(stored), type_=String()))
+        )
+    )
 
 
 def bulk_insert(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:

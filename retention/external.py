@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -295,7 +295,7 @@ def _remove_gone(
             last = rows[-1].id
             gone = [r.id for r in rows if r.external_key not in seen]
             if gone:
-                session.execute(delete(t).where(t.c.id.in_(gone)))
+                session.execute(delete(t).where(records.one_of(session, t.c.id, gone)))
                 audit.append(
                     session,
                     action=RECORDS_GONE,
@@ -625,7 +625,7 @@ class PurgeErasure:
             t = PersonalRecord.__table__  # type: ignore[attr-defined]
             session.execute(
                 update(t)
-                .where(and_(t.c.id.in_(tombstones)))
+                .where(records.one_of(session, t.c.id, tombstones))
                 .values(status=RecordStatus.anonymised.value, due_at=None, updated_at=now)
             )
         return tombstones

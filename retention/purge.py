@@ -82,7 +82,7 @@ class PurgeConfig:
     # a round trip to each source and a commit, so larger batches pay it less often. The source
     # still sees transactions of at most `connectors.source.CHUNK` rows; smaller than
     # `batch_size` means `batch_size`.
-    external_batch_size: int = 5000
+    external_batch_size: int = 20000
     anomaly_factor: float = 3.0
     anomaly_floor: int = 100
     # How many recent completed runs make "the recent average" of the anomaly guard.
@@ -387,7 +387,7 @@ def _select_batch(
             session.execute(
                 select(col(PurgeItem.record_id)).where(
                     col(PurgeItem.run_id) == run.id,
-                    col(PurgeItem.record_id).in_([r.id for r in rows]),
+                    records.one_of(session, col(PurgeItem.record_id), [r.id for r in rows]),
                 )
             ).scalars()
         )
@@ -572,7 +572,7 @@ def _act(
     if doomed:
         try:
             with session.begin_nested():
-                session.execute(delete(table).where(table.c.id.in_(doomed)))
+                session.execute(delete(table).where(records.one_of(session, table.c.id, doomed)))
         except DBAPIError:
             # One record something still refers to must not stop the others: retry one by one
             # and report the ones that fail (the next run tries them again).
@@ -583,7 +583,7 @@ def _act(
         # no longer linked to readable personal data.
         session.execute(
             sa_update(table)
-            .where(table.c.id.in_(anonymised))
+            .where(records.one_of(session, table.c.id, anonymised))
             .values(
                 payload=None,
                 status=RecordStatus.anonymised.value,
@@ -596,7 +596,7 @@ def _act(
         # A DPO decides: the record leaves the due queue and shows in the retention report.
         session.execute(
             sa_update(table)
-            .where(table.c.id.in_(review))
+            .where(records.one_of(session, table.c.id, review))
             .values(status=RecordStatus.review.value, due_at=None, updated_at=now)
         )
     for record in plan.get(ItemOutcome.handed_over, []):
@@ -674,7 +674,7 @@ def _destroy_emptied_keys(
     destroyed = sorted(
         session.execute(
             select(keys.c.subject_id).where(
-                keys.c.subject_id.in_(subject_ids),
+                records.one_of(session, keys.c.subject_id, subject_ids),
                 keys.c.wrapped_key.is_not(None),
                 ~still_held,
             )
@@ -686,7 +686,9 @@ def _destroy_emptied_keys(
     # one statement per table instead of three per subject.
     session.execute(
         sa_update(keys)
-        .where(keys.c.subject_id.in_(destroyed), keys.c.wrapped_key.is_not(None))
+        .where(
+            records.one_of(session, keys.c.subject_id, destroyed), keys.c.wrapped_key.is_not(None)
+        )
         .values(
             wrapped_key=None,
             kek_epoch=None,
@@ -696,7 +698,7 @@ def _destroy_emptied_keys(
     subjects = Subject.__table__  # type: ignore[attr-defined]
     session.execute(
         sa_update(subjects)
-        .where(subjects.c.id.in_(destroyed))
+        .where(records.one_of(session, subjects.c.id, destroyed))
         .values(
             identity=None,
             email_index=None,
