@@ -38,7 +38,7 @@ from connectors.errors import (
 from connectors.mapping import ConnectorMapping, EraseAction, TableMapping
 from connectors.registry import Registry
 from connectors.source import ExternalRow
-from records import ids
+from records import ids, memory
 from records import service as records
 from records.crypto import Keyring
 from records.db import unit_of_work
@@ -334,7 +334,7 @@ def sync(
         seen: set[str] = set()
         for rows in source.iter_rows(table, batch_size=size):
             seen.update(r.key for r in rows)
-            with unit_of_work(engine) as session:
+            with memory.collector_paused(), unit_of_work(engine) as session:
                 evaluator = Evaluator(session, now=now)
                 _sync_batch(
                     session,

@@ -30,6 +30,7 @@ from sqlmodel import Session, col
 
 from audit_log import service as audit
 from policies.models import ProcessingRecord, ProcessingRecordVersion
+from records import memory
 from records import service as records
 from records.db import UTCDateTime, begin_write, unit_of_work
 from records.http import Actor
@@ -331,12 +332,7 @@ _COLUMNS = (
     "subject_id",
     "policy",
     "policy_version",
-    "category",
-    "subject_category",
-    "outcome",
-    "source",
     "context",
-    "collected_at",
     "due_at",
     "rule_id",
     "rule_version",
@@ -349,6 +345,34 @@ _COLUMNS = (
     "external_table",
     "external_key",
 )
+# What re-decides a handed-over record's due date, read for those records only (most batches
+# hand nothing over, and reading a column for every due record costs a large run seconds).
+_HANDOVER_COLUMNS = ("category", "subject_category", "outcome", "source", "collected_at")
+
+
+@dataclass(frozen=True)
+class _HandedOver:
+    """A due row with the fields `handover_due` reads."""
+
+    row: RecordRow
+    fields: Any
+
+    def __getattr__(self, name: str) -> Any:
+        source = self.fields if name in _HANDOVER_COLUMNS else self.row
+        return getattr(source, name)
+
+
+def _with_handover_fields(session: Session, rows: Sequence[RecordRow]) -> list[RecordRow]:
+    table = PersonalRecord.__table__  # type: ignore[attr-defined]
+    found = {
+        r.id: r
+        for r in session.execute(
+            select(table.c.id, *(table.c[n] for n in _HANDOVER_COLUMNS)).where(
+                records.one_of(session, table.c.id, [r.id for r in rows])
+            )
+        ).all()
+    }
+    return [_HandedOver(r, found[r.id]) for r in rows]
 
 
 def _select_batch(
@@ -599,7 +623,8 @@ def _act(
             .where(records.one_of(session, table.c.id, review))
             .values(status=RecordStatus.review.value, due_at=None, updated_at=now)
         )
-    for record in plan.get(ItemOutcome.handed_over, []):
+    handed = plan.get(ItemOutcome.handed_over, [])
+    for record in _with_handover_fields(session, handed) if handed else []:
         target = record.handover_to
         decided = None
         if target and ctx.handover_due is not None:
@@ -773,7 +798,7 @@ def execute(
             session.add(fresh)
     while True:
         while True:
-            with unit_of_work(engine) as session:
+            with memory.collector_paused(), unit_of_work(engine) as session:
                 run = get_run(session, run_id)
                 if run.status != RunStatus.running.value:
                     break
@@ -810,7 +835,8 @@ def plan_dry_run(session: Session, *, run: PurgeRun, now: datetime, ctx: PurgeCo
     """Compute a dry run's plan in the caller's transaction and certify it."""
     cursor: Cursor = None
     while True:
-        result = process_batch(session, run=run, cursor=cursor, now=now, ctx=ctx)
+        with memory.collector_paused():
+            result = process_batch(session, run=run, cursor=cursor, now=now, ctx=ctx)
         if result.selected == 0:
             break
         cursor = result.cursor
