@@ -434,30 +434,46 @@ class ExternalActions:
     def _grouped(
         self, rows: Iterable[Any]
     ) -> tuple[dict[str, dict[str, list[Any]]], dict[uuid.UUID, str]]:
-        by: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+        by: dict[str, dict[str, list[Any]]] = defaultdict(dict)
         unknown: dict[uuid.UUID, str] = {}
         # A purge batch has thousands of rows and a handful of tables: look each up once.
-        checked: dict[tuple[str, str], str | None] = {}
+        groups: dict[tuple[str, str], list[Any] | str] = {}
         for row in rows:
-            where = _location(row)
-            if where is None:
+            connector = row.external_connector
+            if connector is None:
                 continue
-            connector, table, _ = where
-            if (connector, table) not in checked:
-                try:
-                    self.registry.get(connector).table(table)
-                    checked[(connector, table)] = None
-                except (ConnectorNotFoundError, KeyError):
-                    checked[(connector, table)] = "error:connector-unknown"
-                except MappingError:
-                    # A registry file that does not validate stops its sources, not the purge.
-                    checked[(connector, table)] = "error:mapping-invalid"
-            error = checked[(connector, table)]
-            if error is not None:
-                unknown[row.id] = error
-                continue
-            by[connector][table].append(row)
+            where = (connector, row.external_table)
+            group = groups.get(where)
+            if group is None:
+                group = groups[where] = self._table_group(where, by)
+            if isinstance(group, str):
+                unknown[row.id] = group
+            else:
+                group.append(row)
         return by, unknown
+
+    def _table_group(
+        self, where: tuple[str, str], by: dict[str, dict[str, list[Any]]]
+    ) -> list[Any] | str:
+        """The list collecting `where`'s rows, or why its rows cannot be acted on."""
+        try:
+            self.registry.get(where[0]).table(where[1])
+        except (ConnectorNotFoundError, KeyError):
+            return "error:connector-unknown"
+        except MappingError:
+            # A registry file that does not validate stops its sources, not the purge.
+            return "error:mapping-invalid"
+        group: list[Any] = []
+        by[where[0]][where[1]] = group
+        return group
+
+    def masks(self, connector: str, table: str) -> bool:
+        """Whether the rows of `table` are masked (kept, their record a tombstone), not deleted.
+        An unknown table is not: its rows fail instead, and keep their record anyway."""
+        try:
+            return self.registry.get(connector).table(table).erasure.action is EraseAction.mask
+        except (DomainError, KeyError):
+            return False
 
     def erase(self, rows: Sequence[Any]) -> Erased:
         """Delete or mask the rows of `rows` at their sources, the tables that refer to others
@@ -477,12 +493,19 @@ class ExternalActions:
                 if not table_rows:
                     continue
                 table = mapping.table(table_name)
-                results = source.erase(table, [str(r.external_key) for r in table_rows])
+                keys = [str(r.external_key) for r in table_rows]
+                results = source.erase(table, keys)
+                masking = table.erasure.action is EraseAction.mask
+                if all(results.get(k, "error:not-attempted") is None for k in keys):
+                    # Every row done (the usual case): no per-row bookkeeping.
+                    if masking:
+                        masked.update(r.id for r in table_rows)
+                    continue
                 for r in table_rows:
                     error = results.get(str(r.external_key), "error:not-attempted")
                     if error is not None:
                         failures[r.id] = error
-                    elif table.erasure.action is EraseAction.mask:
+                    elif masking:
                         masked.add(r.id)
         if failures:
             log.warning("retention.external.erase_failed", records=len(failures))
@@ -551,8 +574,12 @@ class PurgeErasure:
         self.deleted = deleted
         self.anonymised = anonymised
         self.actions = actions
-        self.targets = [r for o in (deleted, anonymised) for r in plan.get(o, []) if is_external(r)]
-        self._masking: dict[tuple[str, str], bool] = {}
+        self.targets = [
+            r
+            for o in (deleted, anonymised)
+            for r in plan.get(o, [])
+            if r.external_connector is not None
+        ]
         self._pool: ThreadPoolExecutor | None = None
         self._future: Future[Erased] | None = None
         self._masked: set[uuid.UUID] = set()
@@ -568,19 +595,22 @@ class PurgeErasure:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    def keeps_record(self, row: Any) -> bool:
-        """Whether `row`'s record stays after a successful erase (a masked row's tombstone)."""
-        where = _location(row)
-        if where is None or self.actions is None:
-            return False
-        table = (where[0], where[1])
-        if table not in self._masking:
-            try:
-                mapping = self.actions.registry.get(table[0]).table(table[1])
-                self._masking[table] = mapping.erasure.action is EraseAction.mask
-            except (DomainError, KeyError):
-                self._masking[table] = False  # it fails instead, and stays anyway
-        return self._masking[table]
+    def expected_deletions(self, rows: Sequence[Any]) -> list[uuid.UUID]:
+        """The ids among `rows` whose records go once the sources erase them: Lethe's own
+        records, and external ones whose rows are deleted (a masked row keeps its record)."""
+        masking: dict[tuple[str, str], bool] = {}
+        out: list[uuid.UUID] = []
+        for row in rows:
+            connector = row.external_connector
+            if connector is not None and self.actions is not None:
+                where = (connector, row.external_table)
+                masked = masking.get(where)
+                if masked is None:
+                    masked = masking[where] = self.actions.masks(*where)
+                if masked:
+                    continue
+            out.append(row.id)
+        return out
 
     def _wait(self) -> Erased:
         if not self.targets:

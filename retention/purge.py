@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import structlog
@@ -430,6 +431,12 @@ def _has_unprocessed(session: Session, run: PurgeRun, batch: int) -> bool:
             return False
 
 
+# Per-row reads of a batch, done by C-level getters (a batch has tens of thousands of rows).
+_id_of = attrgetter("id")
+_subject_of = attrgetter("subject_id")
+_connector_of = attrgetter("external_connector")
+_rule_of = attrgetter("policy", "policy_version", "rule_id", "rule_version", "action")
+
 _OUTCOME_OF_ACTION: dict[str | None, ItemOutcome] = {
     DueAction.delete.value: ItemOutcome.deleted,
     DueAction.anonymise.value: ItemOutcome.anonymised,
@@ -455,7 +462,7 @@ def process_batch(
     )
     if not rows:
         return BatchResult(selected=covered, cursor=new_cursor, outcomes=Counter())
-    external_only = all(r.external_connector is not None for r in rows)
+    external_only = None not in map(_connector_of, rows)
     kept = holds.keeping(session, rows)
     versions = _current_versions(session, {r.policy for r in rows})
     plan: dict[ItemOutcome, list[RecordRow]] = {}
@@ -486,17 +493,15 @@ def process_batch(
     keys_destroyed: list[uuid.UUID] = []
     if not run.dry_run:
         keys_destroyed = _destroy_emptied_keys(
-            session, {r.subject_id for r in plan.get(ItemOutcome.deleted, [])}, now=now
+            session, set(map(_subject_of, plan.get(ItemOutcome.deleted, []))), now=now
         )
         if keys_destroyed and ctx.on_subjects_erased is not None:
             ctx.on_subjects_erased(session, keys_destroyed, now)
     destroyed = plan.get(ItemOutcome.deleted, [])
     # The ids as text once: the batch row and the audit entry both name them.
-    destroyed_text = [str(r.id) for r in destroyed]
+    destroyed_text = list(map(str, map(_id_of, destroyed)))
     if destroyed:
-        rules: Counter[tuple[Any, ...]] = Counter(
-            (r.policy, r.policy_version, r.rule_id, r.rule_version, r.action) for r in destroyed
-        )
+        rules: Counter[tuple[Any, ...]] = Counter(map(_rule_of, destroyed))
         session.execute(
             insert(PurgeBatch.__table__),  # type: ignore[attr-defined]
             {
@@ -572,7 +577,7 @@ def _act(
         # While the sources erase the external rows, delete the index rows the batch expects to
         # delete, in a savepoint: if a source did not erase a row, the savepoint is rolled back
         # and only what the sources confirmed is deleted (below).
-        expected = [r.id for r in plan.get(ItemOutcome.deleted, []) if not erasure.keeps_record(r)]
+        expected = erasure.expected_deletions(plan.get(ItemOutcome.deleted, []))
         early: Any = None
         if expected and erasure.targets:
             early = session.begin_nested()
