@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import structlog
@@ -550,6 +551,9 @@ class ExternalActions:
         return self.registry.source(connector).rectify(mapping.table(table), key, changes)
 
 
+_table_of = attrgetter("external_connector", "external_table")
+
+
 class PurgeErasure:
     """The purge's step for one batch's external records, at their sources.
 
@@ -598,6 +602,10 @@ class PurgeErasure:
     def expected_deletions(self, rows: Sequence[Any]) -> list[uuid.UUID]:
         """The ids among `rows` whose records go once the sources erase them: Lethe's own
         records, and external ones whose rows are deleted (a masked row keeps its record)."""
+        tables = set(map(_table_of, rows))
+        tables.discard((None, None))
+        if self.actions is None or not any(self.actions.masks(*t) for t in tables):
+            return [r.id for r in rows]
         masking: dict[tuple[str, str], bool] = {}
         out: list[uuid.UUID] = []
         for row in rows:

@@ -437,11 +437,24 @@ _subject_of = attrgetter("subject_id")
 _connector_of = attrgetter("external_connector")
 _rule_of = attrgetter("policy", "policy_version", "rule_id", "rule_version", "action")
 
+_decision_of = attrgetter("policy", "policy_version", "action")
+
 _OUTCOME_OF_ACTION: dict[str | None, ItemOutcome] = {
     DueAction.delete.value: ItemOutcome.deleted,
     DueAction.anonymise.value: ItemOutcome.anonymised,
     DueAction.handover.value: ItemOutcome.handed_over,
 }
+
+
+def _outcome(key: tuple[Any, ...], versions: dict[str, int]) -> tuple[ItemOutcome, str | None]:
+    """(outcome, note) of a record not kept by a hold, from (policy, policy_version, action)."""
+    policy, version, action = key
+    current = versions.get(policy)
+    if version is not None and current is not None and version < current:
+        # Decided under an older version of the rules and not yet recomputed (DESIGN §5.3):
+        # acting on a stale due date could delete what the new rules keep.
+        return ItemOutcome.skipped_stale, f"policy_version:{version}<{current}"
+    return _OUTCOME_OF_ACTION.get(action, ItemOutcome.review), None
 
 
 def process_batch(
@@ -464,27 +477,23 @@ def process_batch(
         return BatchResult(selected=covered, cursor=new_cursor, outcomes=Counter())
     external_only = None not in map(_connector_of, rows)
     kept = holds.keeping(session, rows)
-    versions = _current_versions(session, {r.policy for r in rows})
+    versions = _current_versions(session, {key[0] for key in map(_decision_of, rows)})
     plan: dict[ItemOutcome, list[RecordRow]] = {}
     notes: dict[uuid.UUID, str] = {}
-    outcome_of = _OUTCOME_OF_ACTION.get
-    review = ItemOutcome.review
-    for record in rows:
-        current = versions.get(record.policy)
+    # The outcome follows from (processing record, its version, action) but for holds: decide
+    # each of the batch's few combinations once, not each of its thousands of rows.
+    decided: dict[tuple[Any, ...], tuple[ItemOutcome, str | None]] = {}
+    for record, key in zip(rows, map(_decision_of, rows), strict=True):
         if kept and record.id in kept:
-            outcome = ItemOutcome.skipped_hold
             notes[record.id] = ",".join(kept[record.id])[:400]
-        elif (
-            record.policy_version is not None
-            and current is not None
-            and record.policy_version < current
-        ):
-            # Decided under an older version of the rules and not yet recomputed (DESIGN
-            # §5.3): acting on a stale due date could delete what the new rules keep.
-            outcome = ItemOutcome.skipped_stale
-            notes[record.id] = f"policy_version:{record.policy_version}<{current}"
-        else:
-            outcome = outcome_of(record.action, review)
+            plan.setdefault(ItemOutcome.skipped_hold, []).append(record)
+            continue
+        found = decided.get(key)
+        if found is None:
+            found = decided[key] = _outcome(key, versions)
+        outcome, note = found
+        if note is not None:
+            notes[record.id] = note
         plan.setdefault(outcome, []).append(record)
 
     if not run.dry_run:
