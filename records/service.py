@@ -148,6 +148,8 @@ def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
         return column.in_(listed)
     process = column.type.bind_processor(dialect)
     stored = [process(v) for v in listed] if process is not None else listed
+    if not all(v is None or isinstance(v, str | int | float) for v in stored):
+        return column.in_(listed)  # a stored form JSON does not carry as is (datetimes)
     return column.in_(
         select(literal_column("value")).select_from(
             func.json_each(bindparam(None, json.dumps(stored), type_=String()))
