@@ -26,7 +26,7 @@ def test_one_of_selects_exactly_the_listed_rows(engine: Engine, wanted: int) -> 
         ids = [uuid.uuid4() for _ in range(wanted + 500)]
         with Session(engine) as session, session.begin():
             session.execute(probe.insert(), [{"id": i, "n": n} for n, i in enumerate(ids)])
-        asked = ids[:wanted] + [uuid.uuid4()]  # one id that is not there
+        asked = [*ids[:wanted], uuid.uuid4()]  # one id that is not there
         with Session(engine) as session:
             found = set(
                 session.execute(
