@@ -41,9 +41,11 @@ def test_one_of_selects_exactly_the_listed_rows(engine: Engine, wanted: int) -> 
         assert found == set(ids[:wanted])
         assert by_number == min(wanted, (wanted + 500 + 1) // 2)
         with Session(engine) as session, session.begin():
-            gone = session.execute(
-                delete(probe).where(records.one_of(session, probe.c.id, ids[:wanted]))
-            ).rowcount
+            gone = (
+                session.connection()
+                .execute(delete(probe).where(records.one_of(session, probe.c.id, ids[:wanted])))
+                .rowcount
+            )
         assert gone == wanted
     finally:
         probe.drop(engine)
