@@ -21,6 +21,7 @@ from records.crypto import Keyring
 from records.db import unit_of_work
 from records.models import PersonalRecord
 from retention import external, ingest, purge
+from retention.models import PurgeBatch
 from tests.integration.test_connectors_support import (
     CALL,
     CANARY,
@@ -229,3 +230,25 @@ def test_an_invalid_registry_file_fails_the_external_rows_not_the_run(
     assert {f["error"] for f in cert["failed"]} == {"error:mapping-invalid"}
     assert len(cert["failed"]) == 5 and cert["counts"]["deleted"] == 0
     assert source.count(source.answer) == 2
+
+
+def test_once_a_batch_met_only_external_records_the_next_ones_are_larger(
+    engine: Engine, source: SourceDb, tmp_path: Path
+) -> None:
+    # 6 candidates: 6 respondents, 12 answers, 12 attachments, all due.
+    arrange(engine, source, tmp_path, ["not_selected"] * 6)
+    ctx = make_ctx(tmp_path, batch_size=4, external_batch_size=10)
+    ctx.external = source.actions(tmp_path)
+    run = run_purge(engine, ctx, now=AFTER_A_YEAR)
+    assert run.status == "completed"
+    with Session(engine) as s:
+        sizes = list(
+            s.scalars(
+                select(col(PurgeBatch.deleted_count))
+                .where(col(PurgeBatch.run_id) == run.id)
+                .order_by(col(PurgeBatch.id))
+            )
+        )
+        assert certificate_of(s, run)["counts"]["deleted"] == 30
+    assert sizes == [4, 10, 10, 6]
+    assert source.count(source.answer) == 0 and source.count(source.attachment) == 0
