@@ -602,23 +602,14 @@ class PurgeErasure:
     def expected_deletions(self, rows: Sequence[Any]) -> list[uuid.UUID]:
         """The ids among `rows` whose records go once the sources erase them: Lethe's own
         records, and external ones whose rows are deleted (a masked row keeps its record)."""
+        if self.actions is None:
+            return [r.id for r in rows]
         tables = set(map(_table_of, rows))
         tables.discard((None, None))
-        if self.actions is None or not any(self.actions.masks(*t) for t in tables):
+        masking = {t for t in tables if self.actions.masks(*t)}
+        if not masking:
             return [r.id for r in rows]
-        masking: dict[tuple[str, str], bool] = {}
-        out: list[uuid.UUID] = []
-        for row in rows:
-            connector = row.external_connector
-            if connector is not None and self.actions is not None:
-                where = (connector, row.external_table)
-                masked = masking.get(where)
-                if masked is None:
-                    masked = masking[where] = self.actions.masks(*where)
-                if masked:
-                    continue
-            out.append(row.id)
-        return out
+        return [r.id for r in rows if _table_of(r) not in masking]
 
     def _wait(self) -> Erased:
         if not self.targets:

@@ -435,8 +435,8 @@ def _has_unprocessed(session: Session, run: PurgeRun, batch: int) -> bool:
 _id_of = attrgetter("id")
 _subject_of = attrgetter("subject_id")
 _connector_of = attrgetter("external_connector")
+_policy_of = attrgetter("policy")
 _rule_of = attrgetter("policy", "policy_version", "rule_id", "rule_version", "action")
-
 _decision_of = attrgetter("policy", "policy_version", "action")
 
 _OUTCOME_OF_ACTION: dict[str | None, ItemOutcome] = {
@@ -477,7 +477,7 @@ def process_batch(
         return BatchResult(selected=covered, cursor=new_cursor, outcomes=Counter())
     external_only = None not in map(_connector_of, rows)
     kept = holds.keeping(session, rows)
-    versions = _current_versions(session, {key[0] for key in map(_decision_of, rows)})
+    versions = _current_versions(session, set(map(_policy_of, rows)))
     plan: dict[ItemOutcome, list[RecordRow]] = {}
     notes: dict[uuid.UUID, str] = {}
     # The outcome follows from (processing record, its version, action) but for holds: decide
