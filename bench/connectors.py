@@ -49,6 +49,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -196,10 +197,24 @@ def baseline(url: str, size: int, batch: int) -> float:
     return elapsed
 
 
-def index_baseline(lethe_url: str, source_url: str, batch: int) -> float:
-    """(c): keyset over the due records, the source DELETE, the index rows' DELETE; no more."""
+def due_page(cursor: tuple[datetime, uuid.UUID] | None, batch: int, *columns: str) -> Any:
+    """The next `batch` due records after `cursor`, by the purge's keyset `(due_at, id)`."""
     from sqlalchemy import literal, tuple_
 
+    from records.models import PersonalRecord
+
+    t = PersonalRecord.__table__  # type: ignore[attr-defined]
+    stmt = select(t.c.id, t.c.due_at, *(t.c[c] for c in columns)).where(
+        t.c.due_at.is_not(None), t.c.due_at <= PURGE_AT
+    )
+    if cursor is not None:
+        after = tuple_(literal(cursor[0], t.c.due_at.type), literal(cursor[1], t.c.id.type))
+        stmt = stmt.where(tuple_(t.c.due_at, t.c.id) > after)
+    return stmt.order_by(t.c.due_at, t.c.id).limit(batch)
+
+
+def index_baseline(lethe_url: str, source_url: str, batch: int) -> float:
+    """(c): keyset over the due records, the source DELETE, the index rows' DELETE; no more."""
     from records.db import make_engine
     from records.models import PersonalRecord
 
@@ -211,13 +226,7 @@ def index_baseline(lethe_url: str, source_url: str, batch: int) -> float:
     started = time.perf_counter()
     while True:
         with lethe.begin() as conn:
-            stmt = select(t.c.id, t.c.due_at, t.c.external_key).where(
-                t.c.due_at.is_not(None), t.c.due_at <= PURGE_AT
-            )
-            if cursor is not None:
-                after = tuple_(literal(cursor[0], t.c.due_at.type), literal(cursor[1], t.c.id.type))
-                stmt = stmt.where(tuple_(t.c.due_at, t.c.id) > after)
-            rows = conn.execute(stmt.order_by(t.c.due_at, t.c.id).limit(batch)).all()
+            rows = conn.execute(due_page(cursor, batch, "external_key")).all()
             if not rows:
                 break
             keys = [json.loads(r.external_key)[0] for r in rows]
@@ -236,7 +245,6 @@ def index_floor(lethe_url: str, batch: int) -> float:
     read the due records' ids by keyset and DELETE their index rows, `batch` per transaction,
     each transaction rolled back (so the rows stay for (c), and commits are not counted). No
     source, no per-row work in Python: `baseline / this` bounds what `ratio=` could reach."""
-    from sqlalchemy import literal, tuple_
     from sqlmodel import Session
 
     from records.db import make_engine
@@ -249,11 +257,7 @@ def index_floor(lethe_url: str, batch: int) -> float:
     started = time.perf_counter()
     while True:
         with Session(lethe) as session, session.begin():
-            stmt = select(t.c.id, t.c.due_at).where(t.c.due_at.is_not(None), t.c.due_at <= PURGE_AT)
-            if cursor is not None:
-                after = tuple_(literal(cursor[0], t.c.due_at.type), literal(cursor[1], t.c.id.type))
-                stmt = stmt.where(tuple_(t.c.due_at, t.c.id) > after)
-            rows = session.execute(stmt.order_by(t.c.due_at, t.c.id).limit(batch)).all()
+            rows = session.execute(due_page(cursor, batch)).all()
             if not rows:
                 break
             session.execute(delete(t).where(one_of(session, t.c.id, [r.id for r in rows])))
